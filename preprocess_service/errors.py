@@ -1,0 +1,81 @@
+"""Errors are data: one exception type per client-facing failure.
+
+Every route answers with the same JSON body, ``{"error": {"code": ..., "message": ...}}``;
+the mapping to HTTP status lives here and in ``api.errors`` only. Messages name the problem
+and never echo client data (tokens, image bytes).
+"""
+
+from __future__ import annotations
+
+
+class OCRError(Exception):
+    status_code: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+# --- 400: the request is malformed ---
+class InvalidBase64(OCRError):
+    status_code = 400
+    code = "invalid_base64"
+
+
+class CorruptImage(OCRError):
+    """The bytes start like a supported image but cannot be decoded (e.g. truncated)."""
+
+    status_code = 400
+    code = "corrupt_image"
+
+
+# --- 401 ---
+class Unauthorized(OCRError):
+    status_code = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str = "missing or invalid bearer token"):
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+# --- 413 ---
+class PayloadTooLarge(OCRError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class ImageTooLarge(OCRError):
+    status_code = 413
+    code = "image_too_large"
+
+
+# --- 415 ---
+class UnsupportedImageFormat(OCRError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+# --- 422 ---
+class InvalidRequest(OCRError):
+    status_code = 422
+    code = "invalid_request"
+
+
+class EmptyImage(OCRError):
+    status_code = 422
+    code = "empty_image"
+
+
+# --- 503: our side cannot serve right now ---
+class BackendUnavailable(OCRError):
+    status_code = 503
+    code = "backend_unavailable"
+
+    def __init__(self, message: str, retry_after_s: int = 1):
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+class NotReady(BackendUnavailable):
+    code = "not_ready"

@@ -1,0 +1,125 @@
+"""Decode what the client sent into a BGR uint8 image, or say precisely what is wrong with it.
+
+base64 (standard or URL-safe, with or without padding, or a ``data:`` URL) -> bytes ->
+Pillow -> EXIF orientation applied -> transparency composited on white -> 8-bit BGR.
+"""
+
+from __future__ import annotations
+
+import binascii
+import io
+import re
+import struct
+import warnings
+
+import cv2
+
+import numpy as np
+import pybase64
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .errors import CorruptImage, EmptyImage, ImageTooLarge, InvalidBase64, UnsupportedImageFormat
+
+SUPPORTED_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "TIFF": "TIFF", "BMP": "BMP", "WEBP": "WebP"}
+SUPPORTED_LIST = "PNG, JPEG, TIFF, BMP, WebP"
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a half-grey image
+# Our own pixel limit is checked before decoding; keep Pillow's bomb check as a second net.
+Image.MAX_IMAGE_PIXELS = None
+
+_DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*;base64,", re.IGNORECASE)
+_WHITESPACE = re.compile(rb"\s+")
+
+
+def decode_base64(value: str) -> bytes:
+    """Bytes from a base64 string or a data: URL. Raises InvalidBase64 / EmptyImage."""
+    text = value.strip()
+    if text.startswith("data:"):
+        m = _DATA_URL.match(text)
+        if not m:
+            raise InvalidBase64("data: URL must be of the form data:<type>;base64,<data>")
+        text = text[m.end():]
+    raw = _WHITESPACE.sub(b"", text.encode("ascii", errors="replace"))
+    if not raw:
+        raise EmptyImage("the image field is empty")
+    altchars = b"-_" if (b"-" in raw or b"_" in raw) else None
+    if len(raw) % 4:
+        raw += b"=" * (-len(raw) % 4)
+    try:
+        data = pybase64.b64decode(raw, altchars=altchars, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidBase64("the image field is not valid base64") from None
+    if not data:
+        raise EmptyImage("the image decodes to zero bytes")
+    return data
+
+
+def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+    """A HxWx3 BGR uint8 array from encoded image bytes."""
+    if not data:
+        raise EmptyImage("the image is empty (zero bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise UnsupportedImageFormat(f"the data is not an image in a supported format ({SUPPORTED_LIST})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooLarge(f"the image has more than the {max_pixels} pixels allowed") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise CorruptImage(f"the image header cannot be read ({type(exc).__name__})") from None
+
+    fmt = (im.format or "").upper()
+    if fmt not in SUPPORTED_FORMATS:
+        raise UnsupportedImageFormat(f"{im.format or 'this'} images are not supported; send {SUPPORTED_LIST}")
+    width, height = im.size
+    if width <= 0 or height <= 0:
+        raise CorruptImage("the image has a zero width or height")
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"the image has {width}x{height} pixels, more than the {max_pixels} allowed")
+
+    try:
+        im.load()
+        try:
+            im = ImageOps.exif_transpose(im)
+        except Exception:  # a malformed EXIF block must not lose an otherwise good image
+            pass
+        return _to_bgr(im)
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
+        raise CorruptImage(f"the {SUPPORTED_FORMATS[fmt]} data is truncated or corrupt ({type(exc).__name__})") from None
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    return im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    a = arr.astype(np.float32)
+    if np.issubdtype(arr.dtype, np.floating):
+        hi = float(np.nanmax(a)) if a.size else 1.0
+        a = a * 255.0 if hi <= 1.0 else a
+    elif arr.dtype == np.uint16 or float(a.max(initial=0)) > 255:
+        a = a / 257.0  # 16-bit range to 8-bit
+    return np.clip(np.nan_to_num(a), 0, 255).astype(np.uint8)
+
+
+def _to_bgr(im: Image.Image) -> np.ndarray:
+    if _has_alpha(im):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        white.alpha_composite(rgba)
+        rgb = np.asarray(white.convert("RGB"))
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        gray = _to_uint8(np.asarray(im))
+        return cv2.cvtColor(np.ascontiguousarray(gray), cv2.COLOR_GRAY2BGR)
+    if im.mode in ("1", "L"):
+        gray = np.asarray(im.convert("L"))
+        return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return cv2.cvtColor(np.asarray(im), cv2.COLOR_RGB2BGR)

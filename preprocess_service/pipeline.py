@@ -1,0 +1,159 @@
+"""The order of the stages: detection -> crop -> [orientation] -> recognition.
+
+Each step is a plain function on numpy arrays; only ``backend.run`` crosses to the model
+runtime. CPU-heavy pre/post-processing runs on worker threads so the event loop stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backends.base import InferenceBackend
+from .errors import InvalidRequest
+from .model_spec import ClsSpec, DetSpec, RecSpec, load_spec
+from .settings import Settings
+from .stages import classification, crop, detection, recognition
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Per-request settings; None means the service default."""
+
+    det_limit_side_len: int | None = None
+    det_thresh: float | None = None
+    det_box_thresh: float | None = None
+    det_unclip_ratio: float | None = None
+    rec_score_thresh: float | None = None
+    use_textline_orientation: bool | None = None
+
+
+@dataclass
+class TextLine:
+    text: str
+    confidence: float
+    box: np.ndarray  # (4, 2) float32, source-image pixels
+
+
+@dataclass
+class PipelineResult:
+    lines: list[TextLine]
+    used_cls: bool
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, backend: InferenceBackend, det: DetSpec, rec: RecSpec, cls: ClsSpec | None):
+        self.settings = settings
+        self.backend = backend
+        self.det = det
+        self.rec = rec
+        self.cls = cls
+
+    @classmethod
+    async def create(cls_, settings: Settings, backend: InferenceBackend) -> "Pipeline":
+        names = settings.model_names
+        det = load_spec(settings.model_repository, names["det"])
+        rec = load_spec(settings.model_repository, names["rec"])
+        if not isinstance(det, DetSpec) or not isinstance(rec, RecSpec):
+            raise ValueError(f"{names['det']} must be a detection model and {names['rec']} a recognition model")
+        cls_spec = None
+        if names.get("cls") and (settings.model_repository / names["cls"]).exists():
+            spec = load_spec(settings.model_repository, names["cls"])
+            if not isinstance(spec, ClsSpec):
+                raise ValueError(f"{names['cls']} is not a classification model")
+            cls_spec = spec
+        if settings.orientation_default and cls_spec is None:
+            raise ValueError("text-line orientation is on but no classifier model is in the repository")
+        models = [det.name, rec.name] + ([cls_spec.name] if cls_spec else [])
+        await backend.load(models)
+        return cls_(settings, backend, det, rec, cls_spec)
+
+    @property
+    def model_names(self) -> dict[str, str | None]:
+        return {"det": self.det.name, "rec": self.rec.name, "cls": self.cls.name if self.cls else None}
+
+    async def warmup(self) -> None:
+        """One small run through every model, and a check that the dictionary fits the model."""
+        img = np.full((64, 256, 3), 255, dtype=np.uint8)
+        img[24:40, 32:224] = 0
+        await self.run(img, PipelineOptions(use_textline_orientation=self.cls is not None, rec_score_thresh=0.0))
+        probe = np.zeros((1, 3, self.rec.image_height, self.rec.base_width), dtype=np.float32)
+        out = await self._run1(self.rec.name, probe)
+        recognition.ctc_decode(out, self.rec.charset)  # raises on a dictionary/model mismatch
+
+    async def _run1(self, model: str, tensor: np.ndarray) -> np.ndarray:
+        io = self.backend.io(model)
+        result = await self.backend.run(model, {io.inputs[0]: tensor})
+        return result[io.outputs[0]]
+
+    async def run(self, img: np.ndarray, opts: PipelineOptions) -> PipelineResult:
+        s = self.settings
+        timings: dict[str, float] = {}
+        use_cls = s.orientation_default if opts.use_textline_orientation is None else opts.use_textline_orientation
+        if use_cls and self.cls is None:
+            raise InvalidRequest("use_textline_orientation needs a classifier model, and none is loaded")
+        policy = detection.ResizePolicy(
+            limit_side_len=opts.det_limit_side_len or s.det_limit_side_len,
+            min_side_len=s.det_min_side_len,
+            max_side_limit=s.det_max_side_limit,
+        )
+        params = detection.db_params(
+            self.det,
+            thresh=opts.det_thresh if opts.det_thresh is not None else s.det_thresh,
+            box_thresh=opts.det_box_thresh if opts.det_box_thresh is not None else s.det_box_thresh,
+            unclip_ratio=opts.det_unclip_ratio if opts.det_unclip_ratio is not None else s.det_unclip_ratio,
+            max_candidates=s.det_max_candidates,
+        )
+        score_thresh = s.rec_score_thresh if opts.rec_score_thresh is None else opts.rec_score_thresh
+
+        # detection
+        t0 = time.perf_counter()
+        det_in = await asyncio.to_thread(detection.preprocess, img, self.det, policy)
+        prob = await self._run1(self.det.name, det_in.tensor)
+        boxes = await asyncio.to_thread(self._boxes, prob[0, 0], det_in, params)
+        t1 = time.perf_counter()
+        timings["detection"] = (t1 - t0) * 1000
+        if not boxes:
+            timings["crop"] = timings["recognition"] = 0.0
+            return PipelineResult(lines=[], used_cls=use_cls, timings_ms=timings)
+
+        crops = await asyncio.to_thread(crop.crop_all, img, boxes)
+        t2 = time.perf_counter()
+        timings["crop"] = (t2 - t1) * 1000
+
+        if use_cls:
+            assert self.cls is not None
+            for start in range(0, len(crops), s.rec_batch_size):
+                part = crops[start:start + s.rec_batch_size]
+                tensor = await asyncio.to_thread(classification.preprocess, part, self.cls)
+                probs = await self._run1(self.cls.name, tensor)
+                classification.apply(part, probs, self.cls, s.cls_thresh)
+                crops[start:start + s.rec_batch_size] = part
+            t3 = time.perf_counter()
+            timings["classification"] = (t3 - t2) * 1000
+            t2 = t3
+
+        batches = await asyncio.to_thread(recognition.plan_batches, crops, self.rec, s.rec_batch_size)
+        outputs = await asyncio.gather(*(self._run1(self.rec.name, b.tensor) for b in batches))
+        texts: list[tuple[str, float] | None] = [None] * len(crops)
+        for b, out in zip(batches, outputs):
+            for i, res in zip(b.indices, recognition.ctc_decode(out, self.rec.charset)):
+                texts[i] = res
+        timings["recognition"] = (time.perf_counter() - t2) * 1000
+
+        lines = []
+        for box, res in zip(boxes, texts):
+            assert res is not None
+            text, conf = res
+            if text and conf >= score_thresh:
+                lines.append(TextLine(text=text, confidence=conf, box=box))
+        return PipelineResult(lines=lines, used_cls=use_cls, timings_ms=timings)
+
+    @staticmethod
+    def _boxes(prob: np.ndarray, det_in: detection.DetInput, params: detection.DBParams) -> list[np.ndarray]:
+        boxes, _ = detection.boxes_from_prob(prob, det_in, params)
+        return [boxes[i] for i in detection.reading_order(boxes)]

@@ -1,0 +1,56 @@
+"""One OCR request from decoded JSON to response schema: decode -> pipeline -> assemble."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from .backends.base import InferenceBackend
+from .imaging import decode_base64, decode_image
+from .pipeline import Pipeline, PipelineOptions
+from .schemas import Line, ModelInfo, OCRRequest, OCRResponse
+from .settings import Settings
+
+
+class OCRService:
+    def __init__(self, settings: Settings, backend: InferenceBackend, pipeline: Pipeline):
+        self.settings = settings
+        self.backend = backend
+        self.pipeline = pipeline
+
+    @classmethod
+    async def create(cls, settings: Settings, backend: InferenceBackend) -> "OCRService":
+        pipeline = await Pipeline.create(settings, backend)
+        await pipeline.warmup()
+        return cls(settings, backend, pipeline)
+
+    async def ocr(self, req: OCRRequest) -> OCRResponse:
+        t0 = time.perf_counter()
+        data = await asyncio.to_thread(decode_base64, req.image)
+        img = await asyncio.to_thread(decode_image, data, self.settings.max_image_pixels)
+        t1 = time.perf_counter()
+        opts = PipelineOptions(**req.model_dump(exclude={"image"}))
+        result = await self.pipeline.run(img, opts)
+        lines = [
+            Line(text=ln.text, confidence=round(ln.confidence, 6), box=ln.box.round().astype(int).tolist())
+            for ln in result.lines
+        ]
+        timings = {"decode": (t1 - t0) * 1000, **result.timings_ms}
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        names = self.pipeline.model_names
+        providers = self.backend.describe()
+        used = {k: v for k, v in names.items() if v and (k != "cls" or result.used_cls)}
+        return OCRResponse(
+            lines=lines,
+            text="\n".join(ln.text for ln in lines),
+            width=int(img.shape[1]),
+            height=int(img.shape[0]),
+            model=ModelInfo(
+                backend=self.backend.name,
+                det=names["det"] or "",
+                rec=names["rec"] or "",
+                cls=names["cls"] if result.used_cls else None,
+                execution_providers={v: providers.get(v, "unknown") for v in used.values() if v},
+            ),
+            timings_ms={k: round(v, 2) for k, v in timings.items()},
+        )

@@ -1,0 +1,112 @@
+"""All configuration, read once from the environment (prefix ``OCR_``).
+
+The Helm chart's values map onto these one to one. Nothing else in the package reads the
+environment.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Named model sets: which folders of the model repository make up a pipeline.
+MODEL_SETS: dict[str, dict[str, str | None]] = {
+    "ppocrv6_small": {"det": "ppocrv6_small_det", "rec": "ppocrv6_small_rec", "cls": "ppocr_textline_cls"},
+    "ppocrv6_tiny": {"det": "ppocrv6_tiny_det", "rec": "ppocrv6_tiny_rec", "cls": "ppocr_textline_cls"},
+    "ppocrv5_mobile": {"det": "ppocrv5_mobile_det", "rec": "ppocrv5_mobile_rec", "cls": "ppocr_textline_cls"},
+}
+# The v5 set was published with the classifier switched on; the v6 sets without.
+MODEL_SET_ORIENTATION_DEFAULT = {"ppocrv6_small": False, "ppocrv6_tiny": False, "ppocrv5_mobile": True}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OCR_", extra="ignore", frozen=True)
+
+    # --- models and backend ---
+    backend: Literal["onnxruntime", "triton"] = "onnxruntime"
+    model_repository: Path = PROJECT_ROOT / "model_repository"
+    model_set: Literal["ppocrv6_small", "ppocrv6_tiny", "ppocrv5_mobile"] = "ppocrv6_small"
+    det_model: str | None = None  # overrides the set's detection folder
+    rec_model: str | None = None
+    cls_model: str | None = None
+    use_textline_orientation: bool | None = None  # None: the model set's default
+
+    # onnxruntime (embedded backend)
+    ort_providers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["CPUExecutionProvider"])
+    ort_intra_op_threads: int = Field(default=0, ge=0, description="0: one per core")
+    ort_inference_workers: int = Field(default=1, ge=1, le=64, description="model runs in parallel")
+
+    # --- pipeline defaults (per-request overridable) ---
+    det_limit_side_len: int = Field(default=1280, ge=32, le=8192, description="max side before detection")
+    det_min_side_len: int = Field(default=64, ge=32, le=2048, description="smaller images are up-scaled to this")
+    det_max_side_limit: int = Field(default=4000, ge=32, le=16384)
+    det_thresh: float | None = None  # None: from the model's inference.yml
+    det_box_thresh: float | None = None
+    det_unclip_ratio: float | None = None
+    det_max_candidates: int | None = None
+    rec_batch_size: int = Field(default=8, ge=1, le=128)
+    rec_score_thresh: float = Field(default=0.5, ge=0.0, le=1.0)
+    cls_thresh: float = Field(default=0.9, ge=0.0, le=1.0)
+
+    # --- API and limits ---
+    api_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    api_tokens_file: Path | None = None
+    max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(default=40_000_000, ge=1)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, v):
+        if isinstance(v, str):
+            return [t.strip() for t in v.split(",") if t.strip()]
+        return v
+
+    @field_validator("ort_providers", mode="before")
+    @classmethod
+    def _split_providers(cls, v):
+        if isinstance(v, str):
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+    @model_validator(mode="after")
+    def _need_a_token_source(self):
+        if not self.api_tokens and self.api_tokens_file is None:
+            raise ValueError(
+                "no API token configured: set OCR_API_TOKENS (comma-separated) or OCR_API_TOKENS_FILE"
+            )
+        return self
+
+    # --- derived ---
+    @property
+    def model_names(self) -> dict[str, str | None]:
+        chosen = dict(MODEL_SETS[self.model_set])
+        for kind, override in (("det", self.det_model), ("rec", self.rec_model), ("cls", self.cls_model)):
+            if override:
+                chosen[kind] = override
+        return chosen
+
+    @property
+    def orientation_default(self) -> bool:
+        if self.use_textline_orientation is not None:
+            return self.use_textline_orientation
+        return MODEL_SET_ORIENTATION_DEFAULT[self.model_set]
+
+    @property
+    def intra_op_threads(self) -> int:
+        return self.ort_intra_op_threads or (os.cpu_count() or 1)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,71 @@
+"""Text recognition: line crops -> padded tensor batches, CTC probabilities -> text + confidence."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..model_spec import Normalization, RecSpec
+from .detection import normalize_to_chw
+
+REC_NORM = Normalization(scale=1.0 / 255.0, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
+@dataclass(frozen=True)
+class RecBatch:
+    indices: list[int]  # positions of the crops of this batch in the input list
+    tensor: np.ndarray  # (n, 3, H, W) float32
+
+
+def batch_width(ratios: list[float], spec: RecSpec) -> int:
+    """Width of a batch: the widest crop at model height, at least the model's base width."""
+    max_ratio = max([spec.base_width / spec.image_height] + ratios)
+    return min(spec.max_width, int(math.ceil(spec.image_height * max_ratio)))
+
+
+def plan_batches(crops: list[np.ndarray], spec: RecSpec, batch_size: int) -> list[RecBatch]:
+    """Crops sorted by aspect ratio, cut into batches, each padded (zeros) to its widest crop."""
+    h = spec.image_height
+    ratios = [c.shape[1] / max(c.shape[0], 1) for c in crops]
+    order = sorted(range(len(crops)), key=lambda i: ratios[i])
+    batches = []
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        width = batch_width([ratios[i] for i in idx], spec)
+        tensor = np.zeros((len(idx), 3, h, width), dtype=np.float32)
+        for row, i in enumerate(idx):
+            rw = max(1, min(width, int(math.ceil(h * ratios[i]))))
+            resized = cv2.resize(crops[i], (rw, h), interpolation=cv2.INTER_LINEAR)
+            tensor[row, :, :, :rw] = normalize_to_chw(resized, REC_NORM)
+        batches.append(RecBatch(indices=idx, tensor=tensor))
+    return batches
+
+
+def ctc_decode(probs: np.ndarray, charset: tuple[str, ...]) -> list[tuple[str, float]]:
+    """Greedy CTC decoding of (N, T, C) softmax outputs.
+
+    Class 0 is the blank and class i is charset[i - 1]. Repeated classes collapse, blanks drop.
+    The confidence is the mean of the per-step maximum probability over the kept steps
+    (0.0 for an empty result).
+    """
+    if probs.ndim != 3:
+        raise ValueError(f"expected (N, T, C) probabilities, got shape {probs.shape}")
+    if probs.shape[2] != len(charset) + 1:
+        raise ValueError(
+            f"model has {probs.shape[2]} classes but the dictionary gives {len(charset) + 1} (blank + characters + space)"
+        )
+    idx = probs.argmax(axis=2)
+    best = np.take_along_axis(probs, idx[:, :, None], axis=2)[:, :, 0]
+    keep = idx != 0
+    keep[:, 1:] &= idx[:, 1:] != idx[:, :-1]
+    out = []
+    for row in range(idx.shape[0]):
+        k = keep[row]
+        chars = idx[row][k]
+        text = "".join(charset[c - 1] for c in chars.tolist())
+        conf = float(best[row][k].mean()) if chars.size else 0.0
+        out.append((text, conf))
+    return out
