@@ -11,6 +11,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 HOST ?= 127.0.0.1
 PORT ?= 8080
 PYTEST_ARGS ?=
+TOKEN_FILE ?= .secrets/api-tokens
 DEPS_STAMP := $(VENV)/.deps-stamp
 FONT := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 REF_VENV ?= .venv-ref
@@ -43,7 +44,7 @@ fonts:
 setup: venv models
 
 serve: setup
-	OCR_HOST=$(HOST) OCR_PORT=$(PORT) $(PY) -m preprocess_service --dev-token-file .secrets/api-tokens
+	OCR_HOST=$(HOST) OCR_PORT=$(PORT) $(PY) -m preprocess_service --dev-token-file $(TOKEN_FILE)
 
 test: setup fonts
 	$(PY) -m pytest $(PYTEST_ARGS)

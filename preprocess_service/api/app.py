@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from .. import logredact
 from ..auth import TokenStore
 from ..backends import create_backend
 from ..service import OCRService
@@ -20,6 +21,7 @@ log = logging.getLogger("preprocess_service")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    logredact.install()
     tokens = TokenStore(settings.api_tokens, settings.api_tokens_file)
 
     @asynccontextmanager

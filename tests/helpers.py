@@ -1,0 +1,39 @@
+"""Small helpers shared by tests: render text images, encode them."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+
+
+def render_lines(lines: list[str], size: int = 32, margin: int = 40, spacing: float = 1.8) -> Image.Image:
+    if not FONT.exists():
+        raise AssertionError(f"{FONT} missing: `make test` installs fonts-dejavu-core")
+    font = ImageFont.truetype(str(FONT), size)
+    width = max(int(font.getlength(t)) for t in lines) + 2 * margin
+    height = int(len(lines) * size * spacing) + 2 * margin
+    im = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(im)
+    for i, text in enumerate(lines):
+        draw.text((margin, margin + int(i * size * spacing)), text, fill="black", font=font)
+    return im
+
+
+def png_bytes(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def to_bgr(im: Image.Image) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(im.convert("RGB"))[:, :, ::-1])

