@@ -14,16 +14,24 @@ PYTEST_ARGS ?=
 TOKEN_FILE ?= .secrets/api-tokens
 DEPS_STAMP := $(VENV)/.deps-stamp
 FONT := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+TRITON_VENV ?= .venv-triton
+# Debian's Python for the Triton venv: the Python backend stub links the system libpython.
+TRITON_PYTHON ?= $(shell test -x /usr/bin/python3.11 && echo /usr/bin/python3.11 || echo $(PYTHON))
+TRITON_STAMP := $(TRITON_VENV)/.deps-stamp
+TRITON_HTTP_PORT ?= 8000
+TRITON_GRPC_PORT ?= 8001
+TRITON_METRICS_PORT ?= 8002
 REF_VENV ?= .venv-ref
 REF_STAMP := $(REF_VENV)/.deps-stamp
 
-.PHONY: help setup venv models fonts serve test eval reference clean
+.PHONY: help setup venv models fonts serve test eval reference triton triton-venv clean
 
 help:
 	@echo "make serve   start the service on $(HOST):$(PORT) (HOST/PORT override), embedded onnxruntime backend"
 	@echo "make test    run the whole test suite"
 	@echo "make eval    accuracy (CER) on ../shared/eval, ours vs PaddleOCR's own pipeline"
 	@echo "make models  fetch and verify the model files into model_repository/"
+	@echo "make triton  a local Triton server on 127.0.0.1:$(TRITON_HTTP_PORT) over model_repository/ (dev and tests)"
 
 $(DEPS_STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,7 +54,19 @@ setup: venv models
 serve: setup
 	OCR_HOST=$(HOST) OCR_PORT=$(PORT) $(PY) -m preprocess_service --dev-token-file $(TOKEN_FILE)
 
-test: setup fonts
+# A real Triton (bundled in nvidia-pytriton) in a venv of its own: pytriton pins numpy<2.
+$(TRITON_STAMP): triton_local/requirements.txt
+	@test -x $(TRITON_VENV)/bin/python || $(TRITON_PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip --disable-pip-version-check install -q -r triton_local/requirements.txt
+	@touch $@
+
+triton-venv: $(TRITON_STAMP)
+
+triton: setup triton-venv
+	$(PY) -m triton_local.launch --venv $(TRITON_VENV) --http-port $(TRITON_HTTP_PORT) \
+	    --grpc-port $(TRITON_GRPC_PORT) --metrics-port $(TRITON_METRICS_PORT)
+
+test: setup fonts triton-venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # PaddleOCR's own pipeline as the accuracy reference, in a venv of its own (it is large).
@@ -61,4 +81,4 @@ eval: setup reference
 	$(PY) -m evaluation.run_eval --reference-python $(REF_VENV)/bin/python
 
 clean:
-	rm -rf $(VENV) $(REF_VENV) .pytest_cache
+	rm -rf $(VENV) $(REF_VENV) $(TRITON_VENV) .pytest_cache .cache/triton

@@ -9,7 +9,7 @@ Result, one folder per model, the same folder Triton loads and the service reads
 
     model_repository/<model>/config.pbtxt   (committed; written by triton_config.py)
     model_repository/<model>/inference.yml  (PaddleX settings: normalisation, DB, dictionary)
-    model_repository/<model>/1/model.onnx
+    model_repository/<model>/1/model.onnx   (recognition: with a greedy-CTC head, see ctc_head.py)
 
 Usage::
 
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from export_scripts import triton_config
+from export_scripts import ctc_head, triton_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,6 +121,11 @@ class ModelSource:
     yml_member: str | None = None  # PaddleX inference.yml shipped in the wheel
     yml_template: dict | None = None  # settings written by us when the wheel has none
     dict_member: str | None = None  # recognition dictionary to embed into a written yml
+    served_sha256: str | None = None  # sha256 of the model as served (recognition: with the CTC head)
+
+    @property
+    def expected_sha256(self) -> str:
+        return self.served_sha256 or self.onnx_sha256
 
 
 MODELS: dict[str, ModelSource] = {
@@ -135,6 +140,7 @@ MODELS: dict[str, ModelSource] = {
             "ppocrv6_small_rec", "rec", "ppocrv6/small/rec/rec.onnx",
             "5435fd747c9e0efe15a96d0b378d5bd157e9492ed8fd80edf08f30d02fa24634",
             yml_member="ppocrv6/small/rec/inference.yml",
+            served_sha256="19c83f3afc0fdd94b6def1f3cd49746ce8b2e27fdc8a74422645e07997c33413",
         ),
         ModelSource(
             "ppocrv6_tiny_det", "det", "ppocrv6/tiny/det/det.onnx",
@@ -143,6 +149,7 @@ MODELS: dict[str, ModelSource] = {
         ModelSource(
             "ppocrv6_tiny_rec", "rec", "ppocrv6/tiny/rec/rec.onnx",
             "9ef676d6ed3c88256a2d92c640c44f25b0c40947e111b14b8be8f594091563e6", yml_member="ppocrv6/tiny/rec/inference.yml",
+            served_sha256="a8bceb71476fdd624a12be1ece8cddb90a8772c114095727e487d84aa702a9d0",
         ),
         ModelSource(
             "ppocrv5_mobile_det", "det", "ppocrv5/det/det.onnx",
@@ -151,6 +158,7 @@ MODELS: dict[str, ModelSource] = {
         ModelSource(
             "ppocrv5_mobile_rec", "rec", "ppocrv5/rec/rec.onnx",
             "5825fc7ebf84ae7a412be049820b4d86d77620f204a041697b0494669b1742c5", yml_template=_V5_REC_YML_BASE, dict_member="ppocrv5/ppocrv5_dict.txt",
+            served_sha256="30ee4e2bc837267ff11c7c5b25c408cd3e0fb2372f9ce362d9470ccbacd444b7",
         ),
         ModelSource(
             "ppocr_textline_cls", "cls", "ppocrv5/cls/cls.onnx",
@@ -239,7 +247,7 @@ def model_is_complete(src: ModelSource, repository: Path) -> bool:
         onnx_path.exists()
         and (folder / "inference.yml").exists()
         and (folder / "config.pbtxt").exists()
-        and sha256_file(onnx_path) == src.onnx_sha256
+        and sha256_file(onnx_path) == src.expected_sha256
     )
 
 
@@ -260,10 +268,17 @@ def fetch(repository: Path, names: list[str], cache_dir: Path, write_configs: bo
             digest = sha256_bytes(model_bytes)
             if digest != src.onnx_sha256:
                 raise FetchError(f"{src.name}: model sha256 {digest} does not match the pinned {src.onnx_sha256}")
+            if src.kind == "rec":
+                model_bytes = ctc_head.add_ctc_head(model_bytes)
+                digest = sha256_bytes(model_bytes)
+                if digest != src.served_sha256:
+                    raise FetchError(f"{src.name}: model with CTC head has sha256 {digest}, pinned {src.served_sha256}")
             _write_if_changed(folder / "1" / "model.onnx", model_bytes)
-            _write_if_changed(folder / "inference.yml", build_inference_yml(src, zf))
+            yml_bytes = build_inference_yml(src, zf)
+            _write_if_changed(folder / "inference.yml", yml_bytes)
             if write_configs or not (folder / "config.pbtxt").exists():
-                cfg = triton_config.render_for_model(src.name, src.kind, io.BytesIO(model_bytes))
+                yml_doc = yaml.load(yml_bytes, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+                cfg = triton_config.render_for_model(src.name, src.kind, io.BytesIO(model_bytes), yml_doc)
                 _write_if_changed(folder / "config.pbtxt", cfg.encode("utf-8"))
             written.append(src.name)
     return written

@@ -79,3 +79,10 @@ class BackendUnavailable(OCRError):
 
 class NotReady(BackendUnavailable):
     code = "not_ready"
+
+
+class BackendError(OCRError):
+    """The inference server answered with an error that is not about availability."""
+
+    status_code = 502
+    code = "backend_error"

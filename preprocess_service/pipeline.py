@@ -18,6 +18,10 @@ from .model_spec import ClsSpec, DetSpec, RecSpec, load_spec
 from .settings import Settings
 from .stages import classification, crop, detection, recognition
 
+# Outputs of the greedy-CTC head that export_scripts/ctc_head.py appends to recognition models.
+CTC_ARGMAX = "ctc_argmax"
+CTC_MAX_PROB = "ctc_max_prob"
+
 
 @dataclass(frozen=True)
 class PipelineOptions:
@@ -60,16 +64,18 @@ class Pipeline:
         rec = load_spec(settings.model_repository, names["rec"])
         if not isinstance(det, DetSpec) or not isinstance(rec, RecSpec):
             raise ValueError(f"{names['det']} must be a detection model and {names['rec']} a recognition model")
+        await backend.load([det.name, rec.name])
         cls_spec = None
-        if names.get("cls") and (settings.model_repository / names["cls"]).exists():
-            spec = load_spec(settings.model_repository, names["cls"])
+        cls_name = names.get("cls")
+        if cls_name and (settings.model_repository / cls_name).exists():
+            spec = load_spec(settings.model_repository, cls_name)
             if not isinstance(spec, ClsSpec):
-                raise ValueError(f"{names['cls']} is not a classification model")
-            cls_spec = spec
+                raise ValueError(f"{cls_name} is not a classification model")
+            # the classifier is required only when it runs by default
+            if await backend.load([cls_name], required=settings.orientation_default):
+                cls_spec = spec
         if settings.orientation_default and cls_spec is None:
-            raise ValueError("text-line orientation is on but no classifier model is in the repository")
-        models = [det.name, rec.name] + ([cls_spec.name] if cls_spec else [])
-        await backend.load(models)
+            raise ValueError("text-line orientation is on but no classifier model is available")
         return cls_(settings, backend, det, rec, cls_spec)
 
     @property
@@ -82,13 +88,22 @@ class Pipeline:
         img[24:40, 32:224] = 0
         await self.run(img, PipelineOptions(use_textline_orientation=self.cls is not None, rec_score_thresh=0.0))
         probe = np.zeros((1, 3, self.rec.image_height, self.rec.base_width), dtype=np.float32)
-        out = await self._run1(self.rec.name, probe)
+        out = await self._run1(self.rec.name, probe)  # the full softmax, once
         recognition.ctc_decode(out, self.rec.charset)  # raises on a dictionary/model mismatch
 
     async def _run1(self, model: str, tensor: np.ndarray) -> np.ndarray:
         io = self.backend.io(model)
-        result = await self.backend.run(model, {io.inputs[0]: tensor})
+        result = await self.backend.run(model, {io.inputs[0]: tensor}, [io.outputs[0]])
         return result[io.outputs[0]]
+
+    async def _recognize(self, tensor: np.ndarray) -> list[tuple[str, float]]:
+        io = self.backend.io(self.rec.name)
+        if CTC_ARGMAX in io.outputs and CTC_MAX_PROB in io.outputs:
+            # the model's greedy-CTC head: N x T indices and probabilities instead of N x T x C
+            res = await self.backend.run(self.rec.name, {io.inputs[0]: tensor}, [CTC_ARGMAX, CTC_MAX_PROB])
+            return recognition.ctc_greedy(res[CTC_ARGMAX], res[CTC_MAX_PROB], self.rec.charset)
+        probs = await self._run1(self.rec.name, tensor)
+        return recognition.ctc_decode(probs, self.rec.charset)
 
     async def run(self, img: np.ndarray, opts: PipelineOptions) -> PipelineResult:
         s = self.settings
@@ -137,11 +152,13 @@ class Pipeline:
             timings["classification"] = (t3 - t2) * 1000
             t2 = t3
 
-        batches = await asyncio.to_thread(recognition.plan_batches, crops, self.rec, s.rec_batch_size)
-        outputs = await asyncio.gather(*(self._run1(self.rec.name, b.tensor) for b in batches))
+        batches = await asyncio.to_thread(
+            recognition.plan_batches, crops, self.rec, s.rec_batch_size, s.rec_width_multiple
+        )
+        decoded = await asyncio.gather(*(self._recognize(b.tensor) for b in batches))
         texts: list[tuple[str, float] | None] = [None] * len(crops)
-        for b, out in zip(batches, outputs):
-            for i, res in zip(b.indices, recognition.ctc_decode(out, self.rec.charset)):
+        for b, results in zip(batches, decoded):
+            for i, res in zip(b.indices, results):
                 texts[i] = res
         timings["recognition"] = (time.perf_counter() - t2) * 1000
 

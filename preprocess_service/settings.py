@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     ort_intra_op_threads: int = Field(default=0, ge=0, description="0: one per core")
     ort_inference_workers: int = Field(default=1, ge=1, le=64, description="model runs in parallel")
 
+    # Triton backend
+    triton_url: str = "127.0.0.1:8000"  # host:port of Triton's HTTP endpoint, no scheme
+    triton_timeout_s: float = Field(default=30.0, gt=0, description="deadline of one inference call")
+    triton_retries: int = Field(default=1, ge=0, le=5, description="retries after a connection failure")
+    triton_startup_timeout_s: float = Field(default=300.0, ge=0, description="wait this long for Triton at start")
+
     # --- pipeline defaults (per-request overridable) ---
     det_limit_side_len: int = Field(default=1280, ge=32, le=8192, description="max side before detection")
     det_min_side_len: int = Field(default=64, ge=32, le=2048, description="smaller images are up-scaled to this")
@@ -53,6 +59,11 @@ class Settings(BaseSettings):
     det_unclip_ratio: float | None = None
     det_max_candidates: int | None = None
     rec_batch_size: int = Field(default=8, ge=1, le=128)
+    rec_width_multiple: int = Field(
+        default=0, ge=0, le=3200,
+        description="round recognition batch widths up to a multiple of this (0: off); equal shapes let "
+        "Triton's dynamic batcher merge batches from different requests",
+    )
     rec_score_thresh: float = Field(default=0.5, ge=0.0, le=1.0)
     cls_thresh: float = Field(default=0.9, ge=0.0, le=1.0)
 

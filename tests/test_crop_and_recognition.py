@@ -86,3 +86,17 @@ def test_batches_sorted_by_aspect_ratio_and_padded_to_widest():
 
 def test_batch_width_is_capped():
     assert recognition.batch_width([1000.0], SPEC) == 3200
+
+
+def test_greedy_from_indices_matches_softmax_decoding_and_checks_range():
+    probs = np.stack([_probs([1, 1, 0, 2, 4, 3]), _probs([0, 3, 3, 3, 0, 1])])
+    idx, best = probs.argmax(axis=2), probs.max(axis=2)
+    assert recognition.ctc_greedy(idx, best, CHARSET) == recognition.ctc_decode(probs, CHARSET)
+    with pytest.raises(ValueError, match="outside the dictionary"):
+        recognition.ctc_greedy(np.array([[9]]), np.array([[0.5]]), CHARSET)
+
+
+def test_width_multiple_rounds_batch_widths_up():
+    assert recognition.batch_width([400 / 48], SPEC, multiple=320) == 640
+    assert recognition.batch_width([1.0], SPEC, multiple=320) == 320
+    assert recognition.batch_width([100.0], SPEC, multiple=320) == 3200

@@ -21,13 +21,16 @@ def test_layout_and_pinned_checksums(repository, name):
     folder = repository / name
     assert (folder / "config.pbtxt").is_file()
     assert (folder / "inference.yml").is_file()
-    assert fetch_models.sha256_file(folder / "1" / "model.onnx") == MODELS[name].onnx_sha256
+    assert fetch_models.sha256_file(folder / "1" / "model.onnx") == MODELS[name].expected_sha256
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_committed_config_matches_the_model(repository, name):
     """config.pbtxt declares exactly the model's own tensors (names, types, dynamic dims)."""
-    expected = triton_config.render_for_model(name, MODELS[name].kind, repository / name / "1" / "model.onnx")
+    import yaml
+
+    yml = yaml.safe_load((repository / name / "inference.yml").read_text(encoding="utf-8"))
+    expected = triton_config.render_for_model(name, MODELS[name].kind, repository / name / "1" / "model.onnx", yml)
     assert (repository / name / "config.pbtxt").read_text() == expected
 
 
@@ -97,3 +100,26 @@ def test_classifier_spec(repository):
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ModelSpecError, match="make models"):
         load_spec(tmp_path, "ppocrv6_small_det")
+
+
+@pytest.mark.parametrize("name", ["ppocrv6_small_rec", "ppocrv5_mobile_rec"])
+def test_ctc_head_equals_argmax_and_max_of_the_softmax(repository, name):
+    import numpy as np
+
+    sess = ort.InferenceSession(str(model_file(repository / name)), providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()][1:] == ["ctc_argmax", "ctc_max_prob"]
+    x = np.random.default_rng(0).normal(size=(3, 3, 48, 400)).astype(np.float32)
+    probs, idx, best = sess.run(None, {"x": x})
+    assert np.array_equal(idx, probs.argmax(axis=2))
+    np.testing.assert_array_equal(best, probs.max(axis=2))
+    spec = load_spec(repository, name)
+    from preprocess_service.stages.recognition import ctc_decode, ctc_greedy
+
+    assert ctc_greedy(idx, best, spec.charset) == ctc_decode(probs, spec.charset)
+
+
+def test_ctc_head_is_deterministic_and_idempotent(repository):
+    from export_scripts.ctc_head import add_ctc_head
+
+    served = (repository / "ppocrv6_small_rec" / "1" / "model.onnx").read_bytes()
+    assert add_ctc_head(served) == served  # already there: unchanged

@@ -16,6 +16,15 @@ def create_backend(settings: Settings) -> InferenceBackend:
             intra_op_threads=settings.intra_op_threads,
             workers=settings.ort_inference_workers,
         )
+    if settings.backend == "triton":
+        from .triton_backend import TritonBackend
+
+        return TritonBackend(
+            settings.triton_url,
+            timeout_s=settings.triton_timeout_s,
+            retries=settings.triton_retries,
+            startup_timeout_s=settings.triton_startup_timeout_s,
+        )
     raise ValueError(f"backend {settings.backend!r} is not available in this build")
 
 

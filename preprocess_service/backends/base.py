@@ -22,16 +22,19 @@ class InferenceBackend(abc.ABC):
     name: str
 
     @abc.abstractmethod
-    async def load(self, models: list[str]) -> None:
-        """Make the named repository models available (open sessions / check the server)."""
+    async def load(self, models: list[str], required: bool = True) -> list[str]:
+        """Make the named repository models available (open sessions / check the server).
+
+        Required models are waited for (bounded) and their absence is an error; optional ones
+        are taken only if available now. Returns the models that are loaded."""
 
     @abc.abstractmethod
     def io(self, model: str) -> ModelIO:
         """Input and output tensor names of a loaded model, as the model declares them."""
 
     @abc.abstractmethod
-    async def run(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run one batch. Never blocks the event loop."""
+    async def run(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Run one batch and return the requested outputs (default: all). Never blocks the event loop."""
 
     @abc.abstractmethod
     async def ready(self) -> bool:

@@ -55,20 +55,25 @@ class OnnxRuntimeBackend(InferenceBackend):
             outputs=tuple(o.name for o in sess.get_outputs()),
         )
 
-    async def load(self, models: list[str]) -> None:
+    async def load(self, models: list[str], required: bool = True) -> list[str]:
         loop = asyncio.get_running_loop()
+        loaded = []
         for model in models:
             if model not in self._sessions:
+                if not required and not (self._repository / model).is_dir():
+                    continue
                 await loop.run_in_executor(self._executor, self._open, model)
+            loaded.append(model)
+        return loaded
 
     def io(self, model: str) -> ModelIO:
         return self._io[model]
 
-    async def run(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    async def run(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         sess = self._sessions[model]
-        outputs = self._io[model].outputs
+        outputs = list(outputs or self._io[model].outputs)
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._executor, sess.run, list(outputs), inputs)
+        result = await loop.run_in_executor(self._executor, sess.run, outputs, inputs)
         return dict(zip(outputs, result))
 
     async def ready(self) -> bool:

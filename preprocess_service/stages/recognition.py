@@ -20,13 +20,17 @@ class RecBatch:
     tensor: np.ndarray  # (n, 3, H, W) float32
 
 
-def batch_width(ratios: list[float], spec: RecSpec) -> int:
-    """Width of a batch: the widest crop at model height, at least the model's base width."""
+def batch_width(ratios: list[float], spec: RecSpec, multiple: int = 0) -> int:
+    """Width of a batch: the widest crop at model height, at least the model's base width,
+    rounded up to `multiple` when given (few distinct shapes batch well on a server)."""
     max_ratio = max([spec.base_width / spec.image_height] + ratios)
-    return min(spec.max_width, int(math.ceil(spec.image_height * max_ratio)))
+    width = int(math.ceil(spec.image_height * max_ratio))
+    if multiple:
+        width = int(math.ceil(width / multiple)) * multiple
+    return min(spec.max_width, width)
 
 
-def plan_batches(crops: list[np.ndarray], spec: RecSpec, batch_size: int) -> list[RecBatch]:
+def plan_batches(crops: list[np.ndarray], spec: RecSpec, batch_size: int, width_multiple: int = 0) -> list[RecBatch]:
     """Crops sorted by aspect ratio, cut into batches, each padded (zeros) to its widest crop."""
     h = spec.image_height
     ratios = [c.shape[1] / max(c.shape[0], 1) for c in crops]
@@ -34,7 +38,7 @@ def plan_batches(crops: list[np.ndarray], spec: RecSpec, batch_size: int) -> lis
     batches = []
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        width = batch_width([ratios[i] for i in idx], spec)
+        width = batch_width([ratios[i] for i in idx], spec, width_multiple)
         tensor = np.zeros((len(idx), 3, h, width), dtype=np.float32)
         for row, i in enumerate(idx):
             rw = max(1, min(width, int(math.ceil(h * ratios[i]))))
@@ -59,6 +63,15 @@ def ctc_decode(probs: np.ndarray, charset: tuple[str, ...]) -> list[tuple[str, f
         )
     idx = probs.argmax(axis=2)
     best = np.take_along_axis(probs, idx[:, :, None], axis=2)[:, :, 0]
+    return ctc_greedy(idx, best, charset)
+
+
+def ctc_greedy(idx: np.ndarray, best: np.ndarray, charset: tuple[str, ...]) -> list[tuple[str, float]]:
+    """Greedy CTC decoding from the best class per step (N, T) and its probability (N, T),
+    as the model's CTC head returns them."""
+    idx = np.asarray(idx)
+    if idx.size and (idx.max() > len(charset) or idx.min() < 0):
+        raise ValueError(f"class index {int(idx.max())} is outside the dictionary of {len(charset)} + blank")
     keep = idx != 0
     keep[:, 1:] &= idx[:, 1:] != idx[:, :-1]
     out = []

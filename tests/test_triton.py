@@ -1,0 +1,155 @@
+"""The Triton serving path against a real Triton server on loopback.
+
+The server is the real ``tritonserver`` (Triton 2.51, bundled in nvidia-pytriton) loading
+``model_repository/`` unchanged. The one stand-in, named as such: Triton's native onnxruntime
+backend cannot be installed here, so ``triton_local/backends/onnxruntime/model.py`` (a
+Python-based backend running onnxruntime) serves ``backend: "onnxruntime"``. The service talks
+to it over the real v2 HTTP protocol with tritonclient.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from evaluation.scoring import load_items
+from preprocess_service.localserver import LocalServer, free_port
+from tests.conftest import ROOT
+from tests.helpers import b64
+from triton_local.launch import LocalTriton
+
+TRITON_VENV = ROOT / ".venv-triton"
+MODELS = ["ppocrv6_small_det", "ppocrv6_small_rec", "ppocr_textline_cls"]
+
+
+@pytest.fixture(scope="module")
+def triton(tmp_path_factory):
+    if not (TRITON_VENV / "bin" / "python").exists():
+        pytest.fail(f"{TRITON_VENV} missing: `make test` builds it (make triton-venv)")
+    work = tmp_path_factory.mktemp("triton")
+    server = LocalTriton(TRITON_VENV, work, http_port=free_port(), grpc_port=free_port(),
+                         metrics_port=free_port(), models=MODELS)
+    server.start()
+    yield server
+    server.stop()
+
+
+def _service(triton, tmp_path_factory, timeout_s: float):
+    token = secrets.token_urlsafe(16)
+    log = tmp_path_factory.mktemp("svc") / "service.log"
+    env = {"OCR_BACKEND": "triton", "OCR_TRITON_URL": triton.url, "OCR_API_TOKENS": token,
+           "OCR_TRITON_TIMEOUT_S": str(timeout_s), "OCR_TRITON_STARTUP_TIMEOUT_S": "60"}
+    return LocalServer(env, log_path=log), token
+
+
+@pytest.fixture(scope="module")
+def triton_service(triton, tmp_path_factory):
+    srv, token = _service(triton, tmp_path_factory, 30)
+    with srv:
+        yield srv, token
+
+
+def _post(url, token, data: bytes, timeout=120):
+    return httpx.post(f"{url}/v1/ocr", json={"image": b64(data)},
+                      headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+
+
+def _metric(triton, name: str, model: str) -> float:
+    text = httpx.get(triton.metrics_url).text
+    m = re.search(rf'^{name}{{model="{model}",version="1"}} ([0-9.e+]+)$', text, re.M)
+    assert m, f"{name} for {model} not in Triton's metrics"
+    return float(m.group(1))
+
+
+def test_readiness_reflects_triton(triton_service):
+    srv, _ = triton_service
+    r = httpx.get(f"{srv.url}/readyz")
+    assert r.status_code == 200 and r.json()["backend"] == "triton"
+
+
+def test_parity_with_the_embedded_backend_on_every_eval_image(triton_service, server, eval_dir):
+    """Same texts, boxes within 1 px, confidences within 1e-3, for every evaluation image."""
+    srv, token = triton_service
+    for item in load_items(eval_dir):
+        data = item.image.read_bytes()
+        emb = _post(server.url, server.token, data)
+        tri = _post(srv.url, token, data)
+        assert emb.status_code == tri.status_code == 200, item.name
+        e, t = emb.json(), tri.json()
+        assert [ln["text"] for ln in t["lines"]] == [ln["text"] for ln in e["lines"]], item.name
+        for le, lt in zip(e["lines"], t["lines"]):
+            assert abs(le["confidence"] - lt["confidence"]) <= 1e-3, item.name
+            for pe, pt in zip(le["box"], lt["box"]):
+                assert abs(pe[0] - pt[0]) <= 1 and abs(pe[1] - pt[1]) <= 1, item.name
+        assert t["model"]["backend"] == "triton"
+        assert t["model"]["execution_providers"]["ppocrv6_small_rec"].startswith("triton:onnxruntime:KIND_CPU")
+
+
+def test_triton_metrics_count_our_requests(triton_service, triton, eval_dir):
+    srv, token = triton_service
+    before = {m: _metric(triton, "nv_inference_request_success", m) for m in MODELS[:2]}
+    for _ in range(3):
+        assert _post(srv.url, token, (eval_dir / "tess_phototest.png").read_bytes()).status_code == 200
+    after = {m: _metric(triton, "nv_inference_request_success", m) for m in MODELS[:2]}
+    assert after["ppocrv6_small_det"] >= before["ppocrv6_small_det"] + 3
+    assert after["ppocrv6_small_rec"] >= before["ppocrv6_small_rec"] + 3
+
+
+def test_triton_down_gives_503_then_recovers_by_itself(triton_service, triton, eval_dir):
+    srv, token = triton_service
+    data = (eval_dir / "tjs_simple.png").read_bytes()
+    assert _post(srv.url, token, data).status_code == 200
+    triton.stop()
+    try:
+        for _ in range(3):
+            t0 = time.monotonic()
+            r = _post(srv.url, token, data, timeout=30)
+            assert r.status_code == 503, r.text
+            assert r.json()["error"]["code"] == "backend_unavailable"
+            assert "Retry-After" in r.headers
+            assert time.monotonic() - t0 < 15  # bounded by the deadline, never a hang
+        assert httpx.get(f"{srv.url}/readyz").status_code == 503
+    finally:
+        triton.start()
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{srv.url}/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "service did not become ready again"
+        time.sleep(0.5)
+    r = _post(srv.url, token, data)
+    assert r.status_code == 200 and r.json()["text"] == "Tesseract.js"
+
+
+def test_hung_triton_hits_the_deadline_not_the_client(triton, eval_dir, tmp_path_factory):
+    """A Triton that accepts connections but never answers (SIGSTOP): 503 at the deadline."""
+    srv, token = _service(triton, tmp_path_factory, 3)
+    srv.start()
+    try:
+        _hung_triton(srv, token, triton, eval_dir)
+    finally:
+        srv.stop()
+
+
+def _hung_triton(srv, token, triton, eval_dir):
+    data = (eval_dir / "tjs_simple.png").read_bytes()
+    os.killpg(triton.proc.pid, signal.SIGSTOP)
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            t0 = time.monotonic()
+            rs = list(pool.map(lambda _: _post(srv.url, token, data, timeout=60), range(3)))
+            elapsed = time.monotonic() - t0
+        assert [r.status_code for r in rs] == [503, 503, 503]
+        assert all("did not answer" in r.json()["error"]["message"] for r in rs)
+        assert elapsed < 20  # the 3 s deadline (per call), not the client's 60 s
+    finally:
+        os.killpg(triton.proc.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 30
+    while _post(srv.url, token, data).status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
