@@ -35,7 +35,7 @@ help:
 
 $(DEPS_STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c constraints.txt -e '.[test]'
+	$(PIP) install -q -c constraints.txt -e '.[test,export]'
 	@touch $@
 
 venv: $(DEPS_STAMP)
