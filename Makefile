@@ -24,7 +24,7 @@ TRITON_METRICS_PORT ?= 8002
 REF_VENV ?= .venv-ref
 REF_STAMP := $(REF_VENV)/.deps-stamp
 
-.PHONY: help setup venv models fonts serve test eval reference triton triton-venv clean
+.PHONY: help setup venv models fonts prometheus serve test eval reference triton triton-venv clean
 
 help:
 	@echo "make serve   start the service on $(HOST):$(PORT) (HOST/PORT override), embedded onnxruntime backend"
@@ -49,6 +49,12 @@ fonts:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-dejavu-core >/dev/null; }
 	@test -f $(FONT) || { echo "error: $(FONT) is missing (apt-get install fonts-dejavu-core)"; exit 1; }
 
+# The metrics tests run a real Prometheus and promtool (Debian's prometheus package).
+prometheus:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { echo "installing prometheus"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@command -v promtool >/dev/null || { echo "error: promtool missing (apt-get install prometheus)"; exit 1; }
+
 setup: venv models
 
 serve: setup
@@ -66,7 +72,7 @@ triton: setup triton-venv
 	$(PY) -m triton_local.launch --venv $(TRITON_VENV) --http-port $(TRITON_HTTP_PORT) \
 	    --grpc-port $(TRITON_GRPC_PORT) --metrics-port $(TRITON_METRICS_PORT)
 
-test: setup fonts triton-venv
+test: setup fonts prometheus triton-venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # PaddleOCR's own pipeline as the accuracy reference, in a venv of its own (it is large).

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             columns[label] = {it.name: score_item(ref[key][it.name], it.gt_lines, it.rule, it.dont_care) for it in items}
 
     labels = list(columns)
-    header = f"| image | GT chars | " + " | ".join(f"CER {c}" for c in labels) + " |"
+    header = "| image | GT chars | " + " | ".join(f"CER {c}" for c in labels) + " |"
     rows = [header, "|" + "---|" * (2 + len(labels))]
     for it in items:
         gt = columns["ours"][it.name].gt_chars

@@ -7,12 +7,20 @@ With no token configured at all, ``--dev-token-file PATH`` creates a random toke
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import sys
+import tempfile
 from pathlib import Path
 
 import uvicorn
+from pydantic import ValidationError
+
+
+def _say(message: str, level: str = "INFO") -> None:
+    """A log line before logging is configured, in the same JSON shape."""
+    print(json.dumps({"level": level, "logger": "preprocess_service", "message": message}), file=sys.stderr, flush=True)
 
 
 def ensure_dev_token(path: Path) -> None:
@@ -23,9 +31,9 @@ def ensure_dev_token(path: Path) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(32) + "\n")
-        print(f"preprocess_service: generated an API token in {path}", file=sys.stderr)
+        _say(f"generated an API token in {path}")
     else:
-        print(f"preprocess_service: using the API token in {path}", file=sys.stderr)
+        _say(f"using the API token in {path}")
     os.environ["OCR_API_TOKENS_FILE"] = str(path.resolve())
 
 
@@ -40,15 +48,27 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = get_settings()
-    except Exception as exc:  # pydantic ValidationError: say what is wrong, without a traceback
-        print(f"preprocess_service: configuration error: {exc}", file=sys.stderr)
+    except ValidationError as exc:  # say what is wrong, never the values (they may be secrets)
+        problems = "; ".join(
+            f"OCR_{'_'.join(str(p) for p in e['loc']).upper() or 'SETTINGS'}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False)
+        )
+        _say(f"configuration error: {problems}", "ERROR")
         return 2
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # set before any worker imports prometheus_client, so all of them share one directory
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ocr-metrics-")
+    from .logs import log_config
+
     uvicorn.run(
         "preprocess_service.api.app:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,
+        workers=settings.workers,
+        log_config=log_config(settings.log_level),
         log_level=settings.log_level,
+        access_log=False,  # one structured access line per request comes from RequestContext
         loop="uvloop",
         http="httptools",
         timeout_graceful_shutdown=30,

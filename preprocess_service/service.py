@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from . import metrics
 from .backends.base import InferenceBackend
 from .imaging import decode_base64, decode_image
 from .pipeline import Pipeline, PipelineOptions
@@ -37,6 +38,11 @@ class OCRService:
         ]
         timings = {"decode": (t1 - t0) * 1000, **result.timings_ms}
         timings["total"] = (time.perf_counter() - t0) * 1000
+        backend = self.backend.name
+        for stage, ms in timings.items():
+            metrics.STAGE_DURATION.labels(stage, backend).observe(ms / 1000)
+        metrics.IMAGES.labels(backend).inc()
+        metrics.LINES.labels(backend).inc(len(lines))
         names = self.pipeline.model_names
         providers = self.backend.describe()
         used = {k: v for k, v in names.items() if v and (k != "cls" or result.used_cls)}

@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    workers: int = Field(default=1, ge=1, le=64, description="server processes (metrics aggregate across them)")
 
     @field_validator("api_tokens", mode="before")
     @classmethod

@@ -7,8 +7,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import secrets
+
 import httpx
 import pytest
+
+from preprocess_service.localserver import LocalServer, free_port
+from triton_local.launch import LocalTriton
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL_DIR = Path(os.environ.get("OCR_EVAL_DIR", ROOT.parent / "shared" / "eval"))
@@ -70,6 +75,40 @@ def server(tmp_path_factory, repository) -> Server:
 def client(server) -> httpx.Client:
     with server.client() as c:
         yield c
+
+
+# --- a real Triton on loopback (see tests/test_triton.py) --------------------------------
+
+TRITON_VENV = ROOT / ".venv-triton"
+MODELS = ["ppocrv6_small_det", "ppocrv6_small_rec", "ppocr_textline_cls"]
+
+
+@pytest.fixture(scope="session")
+def triton(tmp_path_factory):
+    if not (TRITON_VENV / "bin" / "python").exists():
+        pytest.fail(f"{TRITON_VENV} missing: `make test` builds it (make triton-venv)")
+    work = tmp_path_factory.mktemp("triton")
+    server = LocalTriton(TRITON_VENV, work, http_port=free_port(), grpc_port=free_port(),
+                         metrics_port=free_port(), models=MODELS)
+    server.start()
+    yield server
+    server.stop()
+
+
+def _service(triton, tmp_path_factory, timeout_s: float):
+    token = secrets.token_urlsafe(16)
+    log = tmp_path_factory.mktemp("svc") / "service.log"
+    env = {"OCR_BACKEND": "triton", "OCR_TRITON_URL": triton.url, "OCR_API_TOKENS": token,
+           "OCR_TRITON_TIMEOUT_S": str(timeout_s), "OCR_TRITON_STARTUP_TIMEOUT_S": "60"}
+    return LocalServer(env, log_path=log), token
+
+
+@pytest.fixture(scope="session")
+def triton_service(triton, tmp_path_factory):
+    srv, token = _service(triton, tmp_path_factory, 30)
+    with srv:
+        yield srv, token
+
 
 
 def run(coro):

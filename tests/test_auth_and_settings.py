@@ -72,3 +72,15 @@ def test_logged_urls_are_redacted():
     assert redact_url("/image_label?key=s3cr3t&x=1") == "/image_label?key=[REDACTED]&x=1"
     assert redact_url("/x?a=1&Token=abc") == "/x?a=1&Token=[REDACTED]"
     assert redact_url("/x?monkey=1") == "/x?monkey=1"
+
+
+def test_configuration_errors_exit_2_without_echoing_values():
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCR_")}
+    env.update({"OCR_API_TOKENS": "tok-do-not-print-9f8e", "OCR_PORT": "not-a-port-7c1d"})
+    r = subprocess.run([sys.executable, "-m", "preprocess_service"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "OCR_PORT" in r.stderr
+    assert "tok-do-not-print-9f8e" not in r.stderr + r.stdout and "not-a-port-7c1d" not in r.stderr

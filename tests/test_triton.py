@@ -11,49 +11,15 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import pytest
 
 from evaluation.scoring import load_items
-from preprocess_service.localserver import LocalServer, free_port
-from tests.conftest import ROOT
+from tests.conftest import MODELS, _service
 from tests.helpers import b64
-from triton_local.launch import LocalTriton
-
-TRITON_VENV = ROOT / ".venv-triton"
-MODELS = ["ppocrv6_small_det", "ppocrv6_small_rec", "ppocr_textline_cls"]
-
-
-@pytest.fixture(scope="module")
-def triton(tmp_path_factory):
-    if not (TRITON_VENV / "bin" / "python").exists():
-        pytest.fail(f"{TRITON_VENV} missing: `make test` builds it (make triton-venv)")
-    work = tmp_path_factory.mktemp("triton")
-    server = LocalTriton(TRITON_VENV, work, http_port=free_port(), grpc_port=free_port(),
-                         metrics_port=free_port(), models=MODELS)
-    server.start()
-    yield server
-    server.stop()
-
-
-def _service(triton, tmp_path_factory, timeout_s: float):
-    token = secrets.token_urlsafe(16)
-    log = tmp_path_factory.mktemp("svc") / "service.log"
-    env = {"OCR_BACKEND": "triton", "OCR_TRITON_URL": triton.url, "OCR_API_TOKENS": token,
-           "OCR_TRITON_TIMEOUT_S": str(timeout_s), "OCR_TRITON_STARTUP_TIMEOUT_S": "60"}
-    return LocalServer(env, log_path=log), token
-
-
-@pytest.fixture(scope="module")
-def triton_service(triton, tmp_path_factory):
-    srv, token = _service(triton, tmp_path_factory, 30)
-    with srv:
-        yield srv, token
 
 
 def _post(url, token, data: bytes, timeout=120):

@@ -7,14 +7,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from .. import logredact
+from .. import logredact, metrics
 from ..auth import TokenStore
 from ..backends import create_backend
 from ..service import OCRService
 from ..settings import Settings, get_settings
 from . import errors
+from .context import RequestContext
 from .limits import BodySizeLimit
 from .routes import health, ocr
+from .routes import metrics as metrics_route
 
 log = logging.getLogger("preprocess_service")
 
@@ -29,6 +31,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         backend = create_backend(settings)
         try:
             app.state.service = await OCRService.create(settings, backend)
+            providers = backend.describe()
+            for role, model in app.state.service.pipeline.model_names.items():
+                if model:
+                    metrics.MODEL_INFO.labels(role, model, backend.name, providers.get(model, "unknown")).set(1)
             log.info(
                 "ready: backend=%s models=%s providers=%s tokens=%d",
                 backend.name, app.state.service.pipeline.model_names, backend.describe(), tokens.count,
@@ -37,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             app.state.service = None
             await backend.close()
+            metrics.process_exit()
 
     app = FastAPI(
         title="OCR service",
@@ -51,5 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(ocr.router)
+    app.include_router(metrics_route.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # outermost: sees every request, including those refused by the size limit
+    app.add_middleware(RequestContext, known_paths={getattr(r, "path", "") for r in app.routes})
     return app

@@ -9,7 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import OCRError
+from .. import metrics
+from ..errors import BackendError, BackendUnavailable, OCRError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,9 @@ def _describe_validation(exc: RequestValidationError) -> str:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(OCRError)
-    async def _ocr_error(_: Request, exc: OCRError):
+    async def _ocr_error(request: Request, exc: OCRError):
+        if isinstance(exc, (BackendUnavailable, BackendError)):
+            metrics.BACKEND_ERRORS.labels(request.app.state.settings.backend, exc.code).inc()
         return error_response(exc.status_code, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
