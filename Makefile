@@ -29,7 +29,7 @@ NODE_TOOLS := .cache/node
 REF_VENV ?= .venv-ref
 REF_STAMP := $(REF_VENV)/.deps-stamp
 
-.PHONY: help setup venv models fonts prometheus k8s-tools serve test eval reference triton triton-venv clean
+.PHONY: help setup venv models fonts prometheus k8s-tools serve test eval reference triton triton-venv image test-image clean
 
 help:
 	@echo "make serve   start the service on $(HOST):$(PORT) (HOST/PORT override), embedded onnxruntime backend"
@@ -37,6 +37,8 @@ help:
 	@echo "make eval    accuracy (CER) on ../shared/eval, ours vs PaddleOCR's own pipeline"
 	@echo "make models  fetch and verify the model files into model_repository/"
 	@echo "make triton  a local Triton server on 127.0.0.1:$(TRITON_HTTP_PORT) over model_repository/ (dev and tests)"
+	@echo "make image   build the service image with docker or podman (IMAGE=..., BASE_IMAGE=...)"
+	@echo "make test-image  build with podman from a local Debian base, run it, check /healthz and an OCR call"
 
 $(DEPS_STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -106,6 +108,15 @@ reference: $(REF_STAMP)
 
 eval: setup reference
 	$(PY) -m evaluation.run_eval --reference-python $(REF_VENV)/bin/python
+
+IMAGE ?= ocr-service:latest
+image:
+	@if docker info >/dev/null 2>&1; then engine=docker; elif command -v podman >/dev/null; then engine=podman; \
+	 else echo "error: neither a docker engine nor podman is available"; exit 1; fi; \
+	 $$engine build $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) -t $(IMAGE) .
+
+test-image: venv fonts
+	tests/image/test-image.sh
 
 clean:
 	rm -rf $(VENV) $(REF_VENV) $(TRITON_VENV) .pytest_cache .cache/triton
