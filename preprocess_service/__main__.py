@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import secrets
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -60,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ocr-metrics-")
     from .logs import log_config
 
+    # After a graceful shutdown uvicorn restores the previous SIGTERM handler and raises the
+    # signal again: make that handler exit 0, so a SIGTERM'd server reports success.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         "preprocess_service.api.app:create_app",
         factory=True,
@@ -71,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         access_log=False,  # one structured access line per request comes from RequestContext
         loop="uvloop",
         http="httptools",
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
     return 0
 

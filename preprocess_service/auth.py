@@ -73,15 +73,19 @@ class TokenStore:
         return len(self._static) + len(self._file_digests)
 
     def verify(self, presented: str | None) -> bool:
+        return self.identify(presented) is not None
+
+    def identify(self, presented: str | None) -> str | None:
+        """A stable, non-secret identity of the matching token (for rate limits), or None."""
         if not presented:
-            return False
+            return None
         if self._file is not None:
             self._reload()
         candidate = _digest(presented)
         ok = False
         for d in self._static + self._file_digests:
             ok |= hmac.compare_digest(candidate, d)  # no early exit: time does not depend on which matched
-        return ok
+        return hashlib.sha256(b"id:" + candidate).hexdigest()[:16] if ok else None
 
 
 def bearer_token(authorization: str | None) -> str | None:

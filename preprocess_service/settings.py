@@ -67,6 +67,17 @@ class Settings(BaseSettings):
     rec_score_thresh: float = Field(default=0.5, ge=0.0, le=1.0)
     cls_thresh: float = Field(default=0.9, ge=0.0, le=1.0)
 
+    # --- backpressure, deadlines, shutdown ---
+    max_in_flight: int = Field(default=0, ge=0, le=1024, description="OCR jobs at once (0: max(2, cores))")
+    max_queue: int = Field(default=0, ge=0, le=10000, description="jobs waiting for a slot (0: 4 x max_in_flight)")
+    queue_timeout_s: float = Field(default=10.0, gt=0, description="longest wait for a slot before 503")
+    request_timeout_s: float = Field(default=60.0, gt=0, description="deadline of one OCR request (wait + work)")
+    rate_limit_per_minute: int = Field(default=0, ge=0, description="per-token limit (0: off); beyond it 429")
+    rate_limit_burst: int = Field(default=0, ge=0, description="per-token burst (0: a tenth of a minute's rate)")
+    shutdown_delay_s: float = Field(default=0.0, ge=0, description="on SIGTERM: readiness false this long first")
+    shutdown_grace_s: float = Field(default=30.0, ge=0, description="then in-flight requests get this long")
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="CORS off when empty")
+
     # --- API and limits ---
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     api_tokens_file: Path | None = None
@@ -82,6 +93,13 @@ class Settings(BaseSettings):
     def _split_tokens(cls, v):
         if isinstance(v, str):
             return [t.strip() for t in v.split(",") if t.strip()]
+        return v
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, v):
+        if isinstance(v, str):
+            return [o.strip() for o in v.split(",") if o.strip()]
         return v
 
     @field_validator("ort_providers", mode="before")
@@ -113,6 +131,14 @@ class Settings(BaseSettings):
         if self.use_textline_orientation is not None:
             return self.use_textline_orientation
         return MODEL_SET_ORIENTATION_DEFAULT[self.model_set]
+
+    @property
+    def in_flight_limit(self) -> int:
+        return self.max_in_flight or max(2, os.cpu_count() or 1)
+
+    @property
+    def queue_limit(self) -> int:
+        return self.max_queue or 4 * self.in_flight_limit
 
     @property
     def intra_op_threads(self) -> int:

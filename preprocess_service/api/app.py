@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from .. import logredact, metrics
+from ..admission import Admission
 from ..auth import TokenStore
 from ..backends import create_backend
 from ..service import OCRService
@@ -25,10 +29,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logredact.install()
     tokens = TokenStore(settings.api_tokens, settings.api_tokens_file)
+    admission = Admission(
+        max_in_flight=settings.in_flight_limit,
+        max_queue=settings.queue_limit,
+        queue_timeout_s=settings.queue_timeout_s,
+        deadline_s=settings.request_timeout_s,
+        rate_per_minute=settings.rate_limit_per_minute,
+        rate_burst=settings.rate_limit_burst,
+    )
+
+    def install_drain_on_sigterm() -> None:
+        """SIGTERM: readiness false and new OCR requests refused at once; after
+        OCR_SHUTDOWN_DELAY_S the server's own graceful shutdown lets in-flight requests finish."""
+        server_handler = signal.getsignal(signal.SIGTERM)
+        if not callable(server_handler):
+            return
+        loop = asyncio.get_running_loop()
+
+        def on_sigterm(sig, frame):
+            if not admission.draining:
+                admission.draining = True
+                log.info("SIGTERM: draining (%d in flight), stopping in %gs", admission.in_flight, settings.shutdown_delay_s)
+                loop.call_soon_threadsafe(loop.call_later, settings.shutdown_delay_s, server_handler, sig, frame)
+            else:
+                server_handler(sig, frame)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         backend = create_backend(settings)
+        install_drain_on_sigterm()
         try:
             app.state.service = await OCRService.create(settings, backend)
             providers = backend.describe()
@@ -54,12 +85,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.tokens = tokens
+    app.state.admission = admission
     app.state.service = None
     errors.install(app)
     app.include_router(health.router)
     app.include_router(ocr.router)
     app.include_router(metrics_route.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:  # off unless origins are configured
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"], expose_headers=["X-Request-ID"],
+        )
     # outermost: sees every request, including those refused by the size limit
     app.add_middleware(RequestContext, known_paths={getattr(r, "path", "") for r in app.routes})
     return app

@@ -16,7 +16,10 @@ def get_service(request: Request) -> OCRService:
     return service
 
 
-def require_token(request: Request) -> None:
+def require_token(request: Request) -> str:
+    """The caller's token identity (not the token); 401 without a valid one."""
     store: TokenStore = request.app.state.tokens
-    if not store.verify(bearer_token(request.headers.get("authorization"))):
+    identity = store.identify(bearer_token(request.headers.get("authorization")))
+    if identity is None:
         raise Unauthorized()
+    return identity

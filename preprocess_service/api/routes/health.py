@@ -22,6 +22,10 @@ async def readyz(request: Request):
     if service is None:
         body = Readiness(ready=False, backend=settings.backend, models=settings.model_names, detail="loading models")
         return JSONResponse(body.model_dump(), status_code=503)
+    if request.app.state.admission.draining:
+        body = Readiness(ready=False, backend=service.backend.name, models=service.pipeline.model_names,
+                         detail="shutting down")
+        return JSONResponse(body.model_dump(), status_code=503)
     ok = await service.backend.ready()
     body = Readiness(ready=ok, backend=service.backend.name, models=service.pipeline.model_names,
                      detail=None if ok else "backend not ready")

@@ -1,0 +1,120 @@
+"""Backpressure: a bounded number of OCR jobs in flight, a bounded wait, a per-request deadline,
+an optional per-token rate limit. Beyond the bounds the answer is immediate (503 or 429 with
+Retry-After), never an unbounded queue.
+
+A job that outlives its deadline gets its 503 at the deadline, but keeps its slot until its work
+has really stopped (model runs cannot be interrupted), so the in-flight bound is always true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import OrderedDict
+from typing import Awaitable, Callable, TypeVar
+
+from .errors import BackendUnavailable, OCRError
+
+T = TypeVar("T")
+
+
+class Overloaded(BackendUnavailable):
+    code = "overloaded"
+
+
+class DeadlineExceeded(BackendUnavailable):
+    code = "deadline_exceeded"
+
+
+class ShuttingDown(BackendUnavailable):
+    code = "shutting_down"
+
+
+class RateLimited(OCRError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+class TokenBuckets:
+    """Per-token token buckets (rate per minute, burst), bounded in memory (LRU of identities)."""
+
+    def __init__(self, per_minute: int, burst: int, max_keys: int = 10_000):
+        self.rate = per_minute / 60.0
+        self.burst = max(1, burst)
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, key: str, now: float | None = None) -> float:
+        """0.0 if allowed, else the seconds until a request would be."""
+        now = time.monotonic() if now is None else now
+        tokens, last = self._buckets.pop(key, (float(self.burst), now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        wait = 0.0
+        if tokens >= 1.0:
+            tokens -= 1.0
+        else:
+            wait = (1.0 - tokens) / self.rate
+        self._buckets[key] = (tokens, now)
+        while len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)
+        return wait
+
+
+class Admission:
+    def __init__(self, max_in_flight: int, max_queue: int, queue_timeout_s: float, deadline_s: float,
+                 rate_per_minute: int = 0, rate_burst: int = 0):
+        self.max_in_flight = max_in_flight
+        self.max_queue = max_queue
+        self.queue_timeout_s = queue_timeout_s
+        self.deadline_s = deadline_s
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._waiting = 0
+        self.in_flight = 0
+        self.draining = False
+        self._rates = TokenBuckets(rate_per_minute, rate_burst or max(1, rate_per_minute // 6)) if rate_per_minute else None
+
+    def _retry_after(self) -> int:
+        return max(1, math.ceil(self.queue_timeout_s / 2))
+
+    async def run(self, job: Callable[[], Awaitable[T]], identity: str | None = None) -> T:
+        if self.draining:
+            raise ShuttingDown("the server is shutting down; retry on another replica", retry_after_s=1)
+        if self._rates is not None and identity is not None:
+            wait = self._rates.take(identity)
+            if wait > 0:
+                raise RateLimited("too many requests for this token", retry_after_s=max(1, math.ceil(wait)))
+        start = time.monotonic()
+        if self._slots.locked():
+            if self._waiting >= self.max_queue:
+                raise Overloaded("the server is at capacity; retry shortly", retry_after_s=self._retry_after())
+            self._waiting += 1
+            try:
+                await asyncio.wait_for(self._slots.acquire(), min(self.queue_timeout_s, self.deadline_s))
+            except asyncio.TimeoutError:
+                raise Overloaded("the server is at capacity; retry shortly", retry_after_s=self._retry_after()) from None
+            finally:
+                self._waiting -= 1
+        else:
+            await self._slots.acquire()
+        self.in_flight += 1
+        task = asyncio.ensure_future(job())
+
+        def release(_):
+            self.in_flight -= 1
+            self._slots.release()
+
+        task.add_done_callback(release)
+        remaining = self.deadline_s - (time.monotonic() - start)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), max(remaining, 0.001))
+        except asyncio.TimeoutError:
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # consume the late result
+            raise DeadlineExceeded(f"the request did not finish within its {self.deadline_s:g} s deadline") from None
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
