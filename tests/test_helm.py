@@ -226,3 +226,12 @@ def test_dockerfile_is_hadolint_clean():
     assert "ARG BASE_IMAGE=" in text and "USER 10001" in text and "HEALTHCHECK" in text and "EXPOSE 8080" in text
     ignore = (ROOT / ".dockerignore").read_text()
     assert "!.secrets" not in ignore and ignore.splitlines()[1] == "*"  # secrets and venvs never enter the image
+
+
+def test_shutdown_grace_fits_termination_grace_period():
+    docs = render(["--set", "terminationGracePeriodSeconds=60,config.shutdownDelaySeconds=5"])
+    cfg = by_kind(docs, "ConfigMap")[0]["data"]
+    pod = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 60
+    assert float(cfg["OCR_SHUTDOWN_DELAY_S"]) + float(cfg["OCR_SHUTDOWN_GRACE_S"]) < 60
+    assert cfg["OCR_SHUTDOWN_GRACE_S"] == "50"

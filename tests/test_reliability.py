@@ -168,6 +168,9 @@ def test_load_at_twice_capacity(tmp_path, eval_dir):
                 time.sleep(interval)
         rss_end = _rss(srv.proc.pid)
     codes = {c for c, _ in results}
+    counts = {c: sum(1 for x, _ in results if x == c) for c in codes}
+    print(f"\nload: capacity {capacity:.2f} img/s, offered {1 / interval:.2f} req/s for {seconds:g} s, "
+          f"{len(results)} requests, status counts {counts}, RSS {rss_start / 2**20:.0f} -> {rss_end / 2**20:.0f} MiB")
     assert codes <= {200, 503, 429}, codes
     assert all(ra for c, ra in results if c in (503, 429))
     assert 200 in codes and len(results) == i

@@ -119,3 +119,43 @@ def _hung_triton(srv, token, triton, eval_dir):
     while _post(srv.url, token, data).status_code != 200:
         assert time.monotonic() < deadline
         time.sleep(0.5)
+
+
+def test_triton_restart_under_load(triton_service, triton, eval_dir):
+    """Clients keep sending while Triton goes down and comes back: only 200s and 503s with
+    Retry-After, no hang, and full recovery without restarting the service."""
+    import threading
+
+    srv, token = triton_service
+    data = (eval_dir / "tjs_simple.png").read_bytes()
+    stop = threading.Event()
+    results: list[tuple[float, object, str | None]] = []
+
+    def client_loop():
+        while not stop.is_set():
+            try:
+                r = _post(srv.url, token, data, timeout=60)
+                results.append((time.monotonic(), r.status_code, r.headers.get("Retry-After")))
+            except httpx.HTTPError as exc:
+                results.append((time.monotonic(), type(exc).__name__, None))
+
+    threads = [threading.Thread(target=client_loop) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(2)
+        triton.stop()
+        time.sleep(3)
+        triton.start()
+        restarted = time.monotonic()
+        deadline = restarted + 60
+        while not any(ts > restarted and code == 200 for ts, code, _ in list(results)):
+            assert time.monotonic() < deadline, "no success after Triton came back"
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(90)
+    codes = {code for _, code, _ in results}
+    assert codes == {200, 503}, codes
+    assert all(ra for _, code, ra in results if code == 503)
