@@ -31,7 +31,7 @@ _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*;base64,", re.IG
 _WHITESPACE = re.compile(rb"\s+")
 
 
-def decode_base64(value: str) -> bytes:
+def decode_base64(value: str, field: str = "image") -> bytes:
     """Bytes from a base64 string or a data: URL. Raises InvalidBase64 / EmptyImage."""
     text = value.strip()
     if text.startswith("data:"):
@@ -41,16 +41,16 @@ def decode_base64(value: str) -> bytes:
         text = text[m.end():]
     raw = _WHITESPACE.sub(b"", text.encode("ascii", errors="replace"))
     if not raw:
-        raise EmptyImage("the image field is empty")
+        raise EmptyImage(f"the {field} field is empty")
     altchars = b"-_" if (b"-" in raw or b"_" in raw) else None
     if len(raw) % 4:
         raw += b"=" * (-len(raw) % 4)
     try:
         data = pybase64.b64decode(raw, altchars=altchars, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidBase64("the image field is not valid base64") from None
+        raise InvalidBase64(f"the {field} field is not valid base64") from None
     if not data:
-        raise EmptyImage("the image decodes to zero bytes")
+        raise EmptyImage(f"the {field} field decodes to zero bytes")
     return data
 
 

@@ -77,3 +77,69 @@ class Readiness(BaseModel):
     backend: str
     models: dict[str, str | None]
     detail: str | None = None
+
+
+# --- the original API (/image_label) -------------------------------------------------------
+
+
+class LegacyRequest(BaseModel):
+    base64string: str = Field(
+        min_length=1,
+        description="The image in base64; also accepted wrapped as b'...' (what str(base64.b64encode(data)) gives).",
+    )
+
+
+class LegacyResponse(BaseModel):
+    Ocr_Output: list[str] = Field(description="The text lines in reading order.")
+
+
+# --- the PaddleX serving API (/ocr) ------------------------------------------------------------
+
+
+class PaddleXOCRRequest(BaseModel):
+    """PaddleX's OCR pipeline serving request (camelCase, as PaddleX clients send it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str = Field(min_length=1, description="base64 of an image or a PDF (URLs only if allow-listed; off)")
+    fileType: int | None = Field(default=None, description="1: image, 0: PDF, omitted: detected from the content")
+    useDocOrientationClassify: bool | None = None
+    useDocUnwarping: bool | None = None
+    useTextlineOrientation: bool | None = None
+    textDetLimitSideLen: int | None = Field(default=None, ge=32, le=8192)
+    textDetLimitType: str | None = Field(default=None, pattern="^(max|min)$")
+    textDetThresh: float | None = Field(default=None, gt=0.0, lt=1.0)
+    textDetBoxThresh: float | None = Field(default=None, gt=0.0, lt=1.0)
+    textDetUnclipRatio: float | None = Field(default=None, ge=0.5, le=5.0)
+    textRecScoreThresh: float | None = Field(default=None, ge=0.0, le=1.0)
+    visualize: bool | None = None
+
+
+class PaddleXPrunedResult(BaseModel):
+    model_settings: dict
+    text_det_params: dict
+    text_type: str = "general"
+    text_rec_score_thresh: float
+    rec_texts: list[str]
+    rec_scores: list[float]
+    rec_polys: list[list[list[int]]]
+    rec_boxes: list[list[int]]
+    dt_polys: list[list[list[int]]]
+    textline_orientation_angles: list[int]
+
+
+class PaddleXOCRPage(BaseModel):
+    prunedResult: PaddleXPrunedResult
+    ocrImage: str | None = Field(default=None, description="JPEG (base64) with boxes and text drawn, if visualize")
+
+
+class PaddleXResult(BaseModel):
+    ocrResults: list[PaddleXOCRPage]
+    dataInfo: dict
+
+
+class PaddleXResponse(BaseModel):
+    logId: str
+    errorCode: int = 0
+    errorMsg: str = "Success"
+    result: PaddleXResult | None = None

@@ -29,8 +29,12 @@ class OCRService:
         t0 = time.perf_counter()
         data = await asyncio.to_thread(decode_base64, req.image)
         img = await asyncio.to_thread(decode_image, data, self.settings.max_image_pixels)
+        return await self.ocr_image(img, PipelineOptions(**req.model_dump(exclude={"image"})), t0)
+
+    async def ocr_image(self, img, opts: PipelineOptions, t0: float | None = None) -> OCRResponse:
+        """OCR of one decoded BGR image (t0: when decoding started, for the decode timing)."""
         t1 = time.perf_counter()
-        opts = PipelineOptions(**req.model_dump(exclude={"image"}))
+        t0 = t1 if t0 is None else t0
         result = await self.pipeline.run(img, opts)
         lines = [
             Line(text=ln.text, confidence=round(ln.confidence, 6), box=ln.box.round().astype(int).tolist())
