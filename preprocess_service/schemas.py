@@ -22,6 +22,7 @@ class OCROptions(BaseModel):
     use_textline_orientation: bool | None = Field(
         default=None, description="Run the 0/180 text-line classifier and turn upside-down lines."
     )
+    visualize: bool = Field(default=False, description="Also return the image with boxes and text drawn (base64 JPEG).")
 
 
 class OCRRequest(OCROptions):
@@ -29,6 +30,12 @@ class OCRRequest(OCROptions):
         min_length=1,
         description="The image, base64-encoded (standard or URL-safe alphabet), or a data: URL.",
         examples=["iVBORw0KGgoAAAANSUhEUgAA..."],
+    )
+
+
+class OCRBatchRequest(OCROptions):
+    images: list[str] = Field(
+        min_length=1, description="Several images (base64 or data: URLs), answered in order; PDFs give one result per page."
     )
 
 
@@ -57,6 +64,13 @@ class OCRResponse(BaseModel):
     height: int
     model: ModelInfo
     timings_ms: dict[str, float]
+    page: int | None = Field(default=None, description="1-based page number, for PDF input")
+    source: str | None = Field(default=None, description="the uploaded file's name, for multipart uploads")
+    visualization: str | None = Field(default=None, description="base64 JPEG with boxes and text, when asked")
+
+
+class OCRBatchResponse(BaseModel):
+    results: list[OCRResponse] = Field(description="One result per image (per page for PDFs), in order.")
 
 
 class ErrorDetail(BaseModel):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 
-from . import metrics
+from . import metrics, visualize
+from .documents import load_pages
+from .errors import PayloadTooLarge
 from .backends.base import InferenceBackend
 from .imaging import decode_base64, decode_image
 from .pipeline import Pipeline, PipelineOptions
@@ -29,7 +32,35 @@ class OCRService:
         t0 = time.perf_counter()
         data = await asyncio.to_thread(decode_base64, req.image)
         img = await asyncio.to_thread(decode_image, data, self.settings.max_image_pixels)
-        return await self.ocr_image(img, PipelineOptions(**req.model_dump(exclude={"image"})), t0)
+        res = await self.ocr_image(img, self.options(req), t0)
+        return await self._visualized(res, img) if req.visualize else res
+
+    @staticmethod
+    def options(req) -> PipelineOptions:
+        return PipelineOptions(**req.model_dump(include=set(PipelineOptions.__dataclass_fields__)))
+
+    async def _visualized(self, res: OCRResponse, img) -> OCRResponse:
+        jpeg = await asyncio.to_thread(visualize.draw, img, [ln.box for ln in res.lines], [ln.text for ln in res.lines])
+        res.visualization = base64.b64encode(jpeg).decode()
+        return res
+
+    async def ocr_documents(self, documents: list[tuple[str | None, bytes]], req) -> list[OCRResponse]:
+        """Several files (images or PDFs): one result per image or PDF page, in order, within the
+        images-per-request limit."""
+        s = self.settings
+        opts = self.options(req)
+        pages: list[tuple[str | None, int | None, object]] = []
+        for name, data in documents:
+            kind, imgs = await asyncio.to_thread(load_pages, data, "auto", s.max_pdf_pages, s.max_image_pixels)
+            pages += [(name, i + 1 if kind == "pdf" else None, img) for i, img in enumerate(imgs)]
+            if len(pages) > s.max_images_per_request:
+                raise PayloadTooLarge(f"more than the {s.max_images_per_request} images (pages) allowed per request")
+        results = []
+        for name, page, img in pages:
+            res = await self.ocr_image(img, opts)
+            res.page, res.source = page, name
+            results.append(await self._visualized(res, img) if req.visualize else res)
+        return results
 
     async def ocr_image(self, img, opts: PipelineOptions, t0: float | None = None) -> OCRResponse:
         """OCR of one decoded BGR image (t0: when decoding started, for the decode timing)."""

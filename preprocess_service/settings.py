@@ -83,7 +83,8 @@ class Settings(BaseSettings):
     api_tokens_file: Path | None = None
     max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(default=40_000_000, ge=1)
-    max_pdf_pages: int = Field(default=10, ge=1, le=1000, description="pages per PDF (PaddleX /ocr)")
+    max_pdf_pages: int = Field(default=10, ge=1, le=1000, description="pages per PDF")
+    max_images_per_request: int = Field(default=16, ge=1, le=1000, description="images (pages) per request")
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

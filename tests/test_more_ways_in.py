@@ -1,0 +1,69 @@
+"""Multipart uploads, several images per request, PDFs, visualization: over real HTTP."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+from PIL import Image
+
+from tests.helpers import b64, png_bytes, render_lines
+
+
+def _pdf(pages: list[list[str]]) -> bytes:
+    images = [render_lines(lines, size=30) for lines in pages]
+    buf = io.BytesIO()
+    images[0].save(buf, format="PDF", save_all=True, append_images=images[1:], resolution=72)
+    return buf.getvalue()
+
+
+def test_upload_one_image_answers_like_v1(client, eval_dir):
+    data = (eval_dir / "tess_phototest.png").read_bytes()
+    up = client.post("/v1/ocr/upload", files={"file": ("page.png", data, "image/png")})
+    assert up.status_code == 200, up.text
+    v1 = client.post("/v1/ocr", json={"image": b64(data)}).json()
+    assert up.json()["lines"] == v1["lines"] and up.json()["source"] == "page.png"
+
+
+def test_upload_several_files_and_a_pdf(client, eval_dir):
+    files = [
+        ("file", ("a.png", (eval_dir / "tjs_simple.png").read_bytes(), "image/png")),
+        ("file", ("doc.pdf", _pdf([["Page one here"], ["Page two here"]]), "application/pdf")),
+    ]
+    r = client.post("/v1/ocr/upload", files=files, data={"options": json.dumps({"rec_score_thresh": 0.3})})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [(x["source"], x["page"], x["text"]) for x in results] == [
+        ("a.png", None, "Tesseract.js"), ("doc.pdf", 1, "Page one here"), ("doc.pdf", 2, "Page two here")]
+
+
+def test_upload_errors(client):
+    assert client.post("/v1/ocr/upload", files={"file": ("x.txt", b"not an image", "text/plain")}).status_code == 415
+    r = client.post("/v1/ocr/upload", files={"file": ("a.png", png_bytes(render_lines(["x"])), "image/png")},
+                    data={"options": "{not json"})
+    assert r.status_code == 422 and "options" in r.json()["error"]["message"]
+    assert client.post("/v1/ocr/upload", data={"nothing": "here"}).status_code == 422
+
+
+def test_batch_json_in_order(client, eval_dir):
+    names = ["tjs_simple.png", "pp_word_10.png", "tjs_simple_exif90.jpg"]
+    r = client.post("/v1/ocr/batch", json={"images": [b64((eval_dir / n).read_bytes()) for n in names]})
+    assert r.status_code == 200
+    assert [x["text"] for x in r.json()["results"]] == ["Tesseract.js", "PAIN", "Tesseract.js"]
+
+
+def test_images_per_request_limit(client):
+    small = b64(png_bytes(render_lines(["x"], size=20)))
+    r = client.post("/v1/ocr/batch", json={"images": [small] * 17})
+    assert r.status_code == 413 and "16" in r.json()["error"]["message"]
+    r = client.post("/v1/ocr/batch", json={"images": [b64(_pdf([["p"]] * 9))] * 2})  # 18 pages in all
+    assert r.status_code == 413
+
+
+def test_visualize_returns_a_jpeg_of_the_image(client, eval_dir):
+    r = client.post("/v1/ocr", json={"image": b64((eval_dir / "tjs_simple.png").read_bytes()), "visualize": True})
+    im = Image.open(io.BytesIO(base64.b64decode(r.json()["visualization"])))
+    assert im.format == "JPEG" and im.size == (320, 180)
+    plain = client.post("/v1/ocr", json={"image": b64((eval_dir / "tjs_simple.png").read_bytes())}).json()
+    assert plain["visualization"] is None
