@@ -1,0 +1,167 @@
+"""``ocr``: the command line.
+
+    ocr [--json] [--model-set ppocrv6_small] IMAGE_OR_PDF...
+        Run the embedded pipeline locally (no server) and print each file's text, or JSON lines.
+
+    ocr send --url URL --token TOKEN [--concurrency 4] [--retries 5] [--out FILE.jsonl] DIR
+        Send every image/PDF in DIR to a running service (multipart /v1/ocr/upload) with bounded
+        concurrency, a progress bar on stderr, JSON Lines out, and retries on 503/429 (honouring
+        Retry-After) and on connection errors. Exit status 1 if any file failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".pdf"}
+
+
+# --- local ------------------------------------------------------------------------------------
+
+
+async def _run_local(paths: list[Path], model_set: str, as_json: bool) -> int:
+    from .backends import create_backend
+    from .documents import load_pages
+    from .errors import OCRError
+    from .pipeline import PipelineOptions
+    from .service import OCRService
+    from .settings import Settings
+
+    # in-process only: nothing listens, so no API token is used
+    settings = Settings(api_tokens="local-cli-no-server", model_set=model_set)
+    backend = create_backend(settings)
+    service = await OCRService.create(settings, backend)
+    failed = 0
+    try:
+        for path in paths:
+            try:
+                kind, pages = load_pages(path.read_bytes(), "auto", settings.max_pdf_pages, settings.max_image_pixels)
+                for i, img in enumerate(pages):
+                    res = await service.ocr_image(img, PipelineOptions())
+                    page = i + 1 if kind == "pdf" else None
+                    if as_json:
+                        print(json.dumps({"file": str(path), "page": page, **res.model_dump(exclude_none=True)}, ensure_ascii=False))
+                    else:
+                        header = f"== {path}" + (f" (page {page})" if page else "")
+                        print(header + "\n" + res.text, flush=True)
+            except (OCRError, OSError) as exc:
+                failed += 1
+                message = getattr(exc, "message", None) or str(exc)
+                if as_json:
+                    print(json.dumps({"file": str(path), "error": message}))
+                else:
+                    print(f"== {path}\nerror: {message}", file=sys.stderr)
+    finally:
+        await backend.close()
+    return 1 if failed else 0
+
+
+# --- send -------------------------------------------------------------------------------------
+
+
+class Progress:
+    def __init__(self, total: int, stream=sys.stderr, width: int = 30):
+        self.total, self.done, self.failed = total, 0, 0
+        self.stream, self.width = stream, width
+        self.start = time.monotonic()
+        self.lock = threading.Lock()
+
+    def update(self, ok: bool) -> None:
+        with self.lock:
+            self.done += 1
+            self.failed += 0 if ok else 1
+            filled = int(self.width * self.done / max(self.total, 1))
+            rate = self.done / max(time.monotonic() - self.start, 1e-9)
+            self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total}"
+                              f"  {rate:.1f} files/s  failed {self.failed}")
+            if self.done == self.total:
+                self.stream.write("\n")
+            self.stream.flush()
+
+
+def _send_one(client, url: str, token: str, path: Path, retries: int, max_wait: float) -> dict:
+    import httpx
+
+    attempt = 0
+    while True:
+        try:
+            with path.open("rb") as f:
+                r = client.post(f"{url.rstrip('/')}/v1/ocr/upload", files={"file": (path.name, f)},
+                                headers={"Authorization": f"Bearer {token}"})
+            if r.status_code in (429, 503) and attempt < retries:
+                attempt += 1
+                time.sleep(min(max_wait, float(r.headers.get("Retry-After", "1") or 1)))
+                continue
+            body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+            if r.status_code == 200:
+                return {"file": str(path), "status": 200, "attempts": attempt + 1, "result": body}
+            return {"file": str(path), "status": r.status_code, "attempts": attempt + 1,
+                    "error": (body.get("error") or {}).get("message", r.text[:200])}
+        except httpx.HTTPError as exc:
+            if attempt < retries:
+                attempt += 1
+                time.sleep(min(max_wait, 0.5 * 2 ** attempt))
+                continue
+            return {"file": str(path), "status": None, "attempts": attempt + 1, "error": type(exc).__name__}
+
+
+def send(url: str, token: str, folder: Path, concurrency: int, retries: int, out, max_wait: float = 30.0,
+         progress_stream=sys.stderr) -> int:
+    import httpx
+
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+    progress = Progress(len(files), progress_stream)
+    failed = 0
+    with httpx.Client(timeout=300, limits=httpx.Limits(max_connections=concurrency)) as client, \
+            ThreadPoolExecutor(max(1, concurrency)) as pool:
+        futures = [pool.submit(_send_one, client, url, token, p, retries, max_wait) for p in files]
+        for fut in as_completed(futures):
+            rec = fut.result()
+            ok = rec["status"] == 200
+            failed += 0 if ok else 1
+            out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            out.flush()
+            progress.update(ok)
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "send":
+        ap = argparse.ArgumentParser(prog="ocr send", description="send a folder to a running OCR service")
+        ap.add_argument("--url", required=True, help="the service, e.g. http://127.0.0.1:8080")
+        ap.add_argument("--token", required=True, help="API token (or @FILE to read it from a file)")
+        ap.add_argument("--concurrency", type=int, default=4)
+        ap.add_argument("--retries", type=int, default=5, help="retries per file on 503/429 and connection errors")
+        ap.add_argument("--out", type=Path, help="JSON Lines output (default: stdout)")
+        ap.add_argument("folder", type=Path)
+        args = ap.parse_args(argv[1:])
+        token = Path(args.token[1:]).read_text().split()[0] if args.token.startswith("@") else args.token
+        if not args.folder.is_dir():
+            ap.error(f"{args.folder} is not a folder")
+        out = args.out.open("w", encoding="utf-8") if args.out else sys.stdout
+        try:
+            return send(args.url, token, args.folder, args.concurrency, args.retries, out)
+        finally:
+            if args.out:
+                out.close()
+    ap = argparse.ArgumentParser(prog="ocr", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", action="store_true", help="JSON lines instead of text")
+    ap.add_argument("--model-set", default="ppocrv6_small", choices=["ppocrv6_small", "ppocrv6_tiny", "ppocrv5_mobile"])
+    ap.add_argument("files", nargs="+", type=Path)
+    args = ap.parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    return asyncio.run(_run_local(args.files, args.model_set, args.json))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
