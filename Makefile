@@ -29,7 +29,7 @@ NODE_TOOLS := .cache/node
 REF_VENV ?= .venv-ref
 REF_STAMP := $(REF_VENV)/.deps-stamp
 
-.PHONY: help setup venv models fonts prometheus k8s-tools serve test eval reference triton triton-venv image test-image clean
+.PHONY: help setup venv models fonts prometheus browser k8s-tools serve test eval reference triton triton-venv image test-image clean
 
 help:
 	@echo "make serve   start the service on $(HOST):$(PORT) (HOST/PORT override), embedded onnxruntime backend"
@@ -78,6 +78,12 @@ $(NODE_TOOLS)/node_modules/@kubernetes-models/prometheus-operator:
 
 k8s-tools: venv $(HELM) $(NODE_TOOLS)/node_modules/@kubernetes-models/prometheus-operator
 
+# The demo page is tested in headless Chromium (Debian's chromium + chromium-driver, driven by selenium).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { echo "installing chromium"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
+	@command -v chromedriver >/dev/null || { echo "error: chromedriver missing (apt-get install chromium-driver)"; exit 1; }
+
 setup: venv models
 
 serve: setup
@@ -95,7 +101,7 @@ triton: setup triton-venv
 	$(PY) -m triton_local.launch --venv $(TRITON_VENV) --http-port $(TRITON_HTTP_PORT) \
 	    --grpc-port $(TRITON_GRPC_PORT) --metrics-port $(TRITON_METRICS_PORT)
 
-test: setup fonts prometheus triton-venv k8s-tools
+test: setup fonts prometheus browser triton-venv k8s-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # PaddleOCR's own pipeline as the accuracy reference, in a venv of its own (it is large).

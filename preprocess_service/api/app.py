@@ -19,7 +19,7 @@ from ..settings import Settings, get_settings
 from . import errors
 from .context import RequestContext
 from .limits import BodySizeLimit
-from .routes import health, legacy, ocr, paddlex
+from .routes import demo, health, legacy, ocr, paddlex
 from .routes import metrics as metrics_route
 
 log = logging.getLogger("preprocess_service")
@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ocr.router)
     app.include_router(legacy.router)
     app.include_router(paddlex.router)
+    app.include_router(demo.router)
     app.add_exception_handler(legacy.LegacyAuthError, legacy.legacy_auth_response)
     app.include_router(metrics_route.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
