@@ -90,25 +90,12 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     workers: int = Field(default=1, ge=1, le=64, description="server processes (metrics aggregate across them)")
 
-    @field_validator("api_tokens", mode="before")
+    @field_validator("api_tokens", "ort_providers", "cors_origins", mode="before")
     @classmethod
-    def _split_tokens(cls, v):
+    def _split_commas(cls, v):
+        """Lists arrive from the environment as comma-separated strings."""
         if isinstance(v, str):
-            return [t.strip() for t in v.split(",") if t.strip()]
-        return v
-
-    @field_validator("cors_origins", mode="before")
-    @classmethod
-    def _split_origins(cls, v):
-        if isinstance(v, str):
-            return [o.strip() for o in v.split(",") if o.strip()]
-        return v
-
-    @field_validator("ort_providers", mode="before")
-    @classmethod
-    def _split_providers(cls, v):
-        if isinstance(v, str):
-            return [p.strip() for p in v.split(",") if p.strip()]
+            return [item.strip() for item in v.split(",") if item.strip()]
         return v
 
     @model_validator(mode="after")
