@@ -65,7 +65,9 @@ assert httpx.post(f"{url}/v1/ocr", json=body, timeout=60).status_code == 401
 r = httpx.post(f"{url}/v1/ocr", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=60)
 assert r.status_code == 200, r.text
 assert r.json()["text"] == "IMAGE TEST 2026", r.json()
-print("healthz ok, readyz ok, OCR:", r.json()["text"], r.json()["model"]["execution_providers"])
+page = httpx.get(f"{url}/", timeout=10)
+assert page.status_code == 200 and "OCR service demo" in page.text  # packaged static page
+print("healthz ok, readyz ok, demo page ok, OCR:", r.json()["text"], r.json()["model"]["execution_providers"])
 PYEOF
 USER_ID=$("${PODMAN[@]}" exec "$NAME" id -u)
 [ "$USER_ID" = "10001" ] || { echo "container runs as uid $USER_ID, expected 10001"; exit 1; }
