@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     shutdown_delay_s: float = Field(default=0.0, ge=0, description="on SIGTERM: readiness false this long first")
     shutdown_grace_s: float = Field(default=30.0, ge=0, description="then in-flight requests get this long")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="CORS off when empty")
+    url_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="hosts (host or host:port) the PaddleX route may fetch file URLs from; empty: off"
+    )
 
     # --- API and limits ---
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
@@ -90,7 +93,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     workers: int = Field(default=1, ge=1, le=64, description="server processes (metrics aggregate across them)")
 
-    @field_validator("api_tokens", "ort_providers", "cors_origins", mode="before")
+    @field_validator("api_tokens", "ort_providers", "cors_origins", "url_allowed_hosts", mode="before")
     @classmethod
     def _split_commas(cls, v):
         """Lists arrive from the environment as comma-separated strings."""

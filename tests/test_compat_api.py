@@ -155,3 +155,40 @@ def test_paddlex_auth_and_page_limit(server):
 def test_openapi_documents_all_three_contracts(server):
     paths = httpx.get(f"{server.url}/openapi.json").json()["paths"]
     assert {"/v1/ocr", "/image_label", "/ocr"} <= set(paths)
+
+
+def test_paddlex_url_input_only_from_allow_listed_hosts(eval_dir, tmp_path):
+    """A local file server stands for an allow-listed host (loopback only)."""
+    import functools
+    import http.server
+    import threading
+
+    from preprocess_service.fetch import host_allowed
+    from preprocess_service.localserver import LocalServer, free_port
+
+    assert host_allowed("https://img.example.com/a.png", ["img.example.com"])
+    assert not host_allowed("https://img.example.com.evil.net/a.png", ["img.example.com"])
+    assert not host_allowed("ftp://img.example.com/a.png", ["img.example.com"])
+    assert host_allowed("http://127.0.0.1:8000/a", ["127.0.0.1:8000"]) and not host_allowed("http://127.0.0.1:9/a", ["127.0.0.1:8000"])
+
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "simple.png").write_bytes((eval_dir / "tjs_simple.png").read_bytes())
+    port = free_port()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    files = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    token = "url-input-token-0123456789"
+    try:
+        with LocalServer({"OCR_API_TOKENS": token, "OCR_URL_ALLOWED_HOSTS": f"127.0.0.1:{port}"},
+                         log_path=tmp_path / "svc.log") as srv:
+            def call(url):
+                return httpx.post(f"{srv.url}/ocr", json={"file": url, "fileType": 1},
+                                  headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+            ok = call(f"http://127.0.0.1:{port}/simple.png")
+            assert ok.status_code == 200 and ok.json()["result"]["ocrResults"][0]["prunedResult"]["rec_texts"] == ["Tesseract.js"]
+            assert call(f"http://127.0.0.1:{port}/missing.png").status_code == 422
+            other = call(f"http://localhost:{port}/simple.png")  # same machine, but not the listed host
+            assert other.status_code == 422 and "allow-list" in other.json()["errorMsg"]
+    finally:
+        files.shutdown()

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ... import metrics, visualize
+from ... import fetch, metrics, visualize
 from ...documents import load_pages
 from ...errors import BackendError, BackendUnavailable, InvalidRequest, OCRError
 from ...imaging import decode_base64
@@ -75,7 +75,8 @@ async def paddlex_ocr(body: PaddleXOCRRequest, request: Request) -> PaddleXRespo
     identity = require_token(request)
     service = get_service(request)
     s = service.settings
-    if body.file.startswith(("http://", "https://")):
+    is_url = body.file.startswith(("http://", "https://"))
+    if is_url and not s.url_allowed_hosts:
         raise InvalidRequest("URL input is not enabled on this server; send the file as base64")
     if body.useDocOrientationClassify or body.useDocUnwarping:
         raise InvalidRequest("document orientation and unwarping models are not available on this server")
@@ -91,7 +92,10 @@ async def paddlex_ocr(body: PaddleXOCRRequest, request: Request) -> PaddleXRespo
     )
 
     async def job():
-        data = await asyncio.to_thread(decode_base64, body.file, "file")
+        if is_url:
+            data = await fetch.fetch(body.file, s.url_allowed_hosts, s.max_body_bytes)
+        else:
+            data = await asyncio.to_thread(decode_base64, body.file, "file")
         kind, pages = await asyncio.to_thread(load_pages, data, file_type, s.max_pdf_pages, s.max_image_pixels)
         results = []
         for page in pages:
