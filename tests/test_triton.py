@@ -159,3 +159,20 @@ def test_triton_restart_under_load(triton_service, triton, eval_dir):
     codes = {code for _, code, _ in results}
     assert codes == {200, 503}, codes
     assert all(ra for _, code, ra in results if code == 503)
+
+
+def test_stopping_the_local_triton_leaves_no_process(tmp_path):
+    from preprocess_service.localserver import free_port
+    from tests.conftest import TRITON_VENV
+    from triton_local.launch import LocalTriton
+
+    server = LocalTriton(TRITON_VENV, tmp_path, http_port=free_port(), grpc_port=free_port(),
+                         metrics_port=free_port(), models=["ppocr_textline_cls"])
+    server.start()
+    pgid = server.proc.pid
+    server.stop()
+    time.sleep(0.5)
+    import subprocess
+
+    left = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True).stdout.split()
+    assert left == [], f"processes left in Triton's group: {left}"
