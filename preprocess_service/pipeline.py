@@ -105,12 +105,10 @@ class Pipeline:
         probs = await self._run1(self.rec.name, tensor)
         return recognition.ctc_decode(probs, self.rec.charset)
 
-    async def run(self, img: np.ndarray, opts: PipelineOptions) -> PipelineResult:
+    def effective_settings(self, opts: PipelineOptions) -> tuple[detection.ResizePolicy, detection.DBParams, float]:
+        """What a request really runs with: its own options, else the service settings, else
+        the model's inference.yml."""
         s = self.settings
-        timings: dict[str, float] = {}
-        use_cls = s.orientation_default if opts.use_textline_orientation is None else opts.use_textline_orientation
-        if use_cls and self.cls is None:
-            raise InvalidRequest("use_textline_orientation needs a classifier model, and none is loaded")
         policy = detection.ResizePolicy(
             limit_side_len=opts.det_limit_side_len or s.det_limit_side_len,
             min_side_len=s.det_min_side_len,
@@ -124,6 +122,15 @@ class Pipeline:
             max_candidates=s.det_max_candidates,
         )
         score_thresh = s.rec_score_thresh if opts.rec_score_thresh is None else opts.rec_score_thresh
+        return policy, params, score_thresh
+
+    async def run(self, img: np.ndarray, opts: PipelineOptions) -> PipelineResult:
+        s = self.settings
+        timings: dict[str, float] = {}
+        use_cls = s.orientation_default if opts.use_textline_orientation is None else opts.use_textline_orientation
+        if use_cls and self.cls is None:
+            raise InvalidRequest("use_textline_orientation needs a classifier model, and none is loaded")
+        policy, params, score_thresh = self.effective_settings(opts)
 
         # detection
         t0 = time.perf_counter()

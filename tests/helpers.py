@@ -37,3 +37,11 @@ def b64(data: bytes) -> str:
 
 def to_bgr(im: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(im.convert("RGB"))[:, :, ::-1])
+
+
+def pdf_bytes(pages: list[list[str]]) -> bytes:
+    """An image PDF, one rendered page per list of lines."""
+    images = [render_lines(lines, size=30) for lines in pages]
+    buf = io.BytesIO()
+    images[0].save(buf, format="PDF", save_all=True, append_images=images[1:], resolution=72)
+    return buf.getvalue()

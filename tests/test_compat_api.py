@@ -9,7 +9,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.helpers import b64, png_bytes, render_lines
+from tests.helpers import b64, pdf_bytes
 
 LEGACY_401 = {"response": {"ProcessType": "F", "ErrorMessage": "Authentification error"}}
 
@@ -98,15 +98,10 @@ def test_paddlex_settings_are_applied(server, eval_dir):
     assert tiny["result"]["ocrResults"][0]["prunedResult"]["text_det_params"]["limit_side_len"] == 64
 
 
-def _pdf(pages: list[list[str]]) -> bytes:
-    images = [render_lines(lines, size=30) for lines in pages]
-    buf = io.BytesIO()
-    images[0].save(buf, format="PDF", save_all=True, append_images=images[1:], resolution=72)
-    return buf.getvalue()
 
 
 def test_paddlex_pdf_page_by_page(server):
-    pdf = _pdf([["First page text"], ["Second page 2026", "another line"]])
+    pdf = pdf_bytes([["First page text"], ["Second page 2026", "another line"]])
     for file_type in (0, None):  # declared, or detected from the content
         r = _paddlex(server, {"file": b64(pdf), "fileType": file_type} if file_type is not None else {"file": b64(pdf)})
         assert r.status_code == 200, r.text
@@ -148,7 +143,7 @@ def test_paddlex_errors_in_the_envelope(server, body, status):
 def test_paddlex_auth_and_page_limit(server):
     r = httpx.post(f"{server.url}/ocr", json={"file": "aGk="})
     assert r.status_code == 401 and r.json()["errorCode"] == 401
-    r = _paddlex(server, {"file": b64(_pdf([["p"]] * 11)), "fileType": 0})
+    r = _paddlex(server, {"file": b64(pdf_bytes([["p"]] * 11)), "fileType": 0})
     assert r.status_code == 413 and "11 pages" in r.json()["errorMsg"]
 
 

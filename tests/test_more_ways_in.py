@@ -8,14 +8,9 @@ import json
 
 from PIL import Image
 
-from tests.helpers import b64, png_bytes, render_lines
+from tests.helpers import b64, pdf_bytes, png_bytes, render_lines
 
 
-def _pdf(pages: list[list[str]]) -> bytes:
-    images = [render_lines(lines, size=30) for lines in pages]
-    buf = io.BytesIO()
-    images[0].save(buf, format="PDF", save_all=True, append_images=images[1:], resolution=72)
-    return buf.getvalue()
 
 
 def test_upload_one_image_answers_like_v1(client, eval_dir):
@@ -29,7 +24,7 @@ def test_upload_one_image_answers_like_v1(client, eval_dir):
 def test_upload_several_files_and_a_pdf(client, eval_dir):
     files = [
         ("file", ("a.png", (eval_dir / "tjs_simple.png").read_bytes(), "image/png")),
-        ("file", ("doc.pdf", _pdf([["Page one here"], ["Page two here"]]), "application/pdf")),
+        ("file", ("doc.pdf", pdf_bytes([["Page one here"], ["Page two here"]]), "application/pdf")),
     ]
     r = client.post("/v1/ocr/upload", files=files, data={"options": json.dumps({"rec_score_thresh": 0.3})})
     assert r.status_code == 200, r.text
@@ -57,7 +52,7 @@ def test_images_per_request_limit(client):
     small = b64(png_bytes(render_lines(["x"], size=20)))
     r = client.post("/v1/ocr/batch", json={"images": [small] * 17})
     assert r.status_code == 413 and "16" in r.json()["error"]["message"]
-    r = client.post("/v1/ocr/batch", json={"images": [b64(_pdf([["p"]] * 9))] * 2})  # 18 pages in all
+    r = client.post("/v1/ocr/batch", json={"images": [b64(pdf_bytes([["p"]] * 9))] * 2})  # 18 pages in all
     assert r.status_code == 413
 
 

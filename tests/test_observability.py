@@ -9,7 +9,6 @@ import secrets
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest

@@ -19,6 +19,12 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
+def count_backend_error(request: Request, exc: OCRError) -> None:
+    """Backend failures are counted wherever they are answered, in whatever envelope."""
+    if isinstance(exc, (BackendUnavailable, BackendError)):
+        metrics.BACKEND_ERRORS.labels(request.app.state.settings.backend, exc.code).inc()
+
+
 def _describe_validation(exc: RequestValidationError) -> str:
     """Where and what, never the offending value (it may be an image or a token)."""
     parts = []
@@ -41,8 +47,7 @@ def _describe_validation(exc: RequestValidationError) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(OCRError)
     async def _ocr_error(request: Request, exc: OCRError):
-        if isinstance(exc, (BackendUnavailable, BackendError)):
-            metrics.BACKEND_ERRORS.labels(request.app.state.settings.backend, exc.code).inc()
+        count_backend_error(request, exc)
         return error_response(exc.status_code, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)

@@ -18,9 +18,9 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ... import fetch, metrics, visualize
+from ... import fetch, visualize
 from ...documents import load_pages
-from ...errors import BackendError, BackendUnavailable, InvalidRequest, OCRError
+from ...errors import InvalidRequest, OCRError
 from ...imaging import decode_base64
 from ...logs import request_id
 from ...pipeline import PipelineOptions
@@ -32,7 +32,7 @@ from ...schemas import (
     PaddleXResult,
 )
 from ..deps import get_service, require_token
-from ..errors import _describe_validation
+from ..errors import _describe_validation, count_backend_error
 
 
 def envelope_error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -50,8 +50,7 @@ class PaddleXRoute(APIRoute):
             try:
                 return await handler(request)
             except OCRError as exc:
-                if isinstance(exc, (BackendUnavailable, BackendError)):
-                    metrics.BACKEND_ERRORS.labels(request.app.state.settings.backend, exc.code).inc()
+                count_backend_error(request, exc)
                 return envelope_error(exc.status_code, exc.message, exc.headers)
             except RequestValidationError as exc:
                 return envelope_error(422, _describe_validation(exc))
@@ -108,15 +107,11 @@ async def paddlex_ocr(body: PaddleXOCRRequest, request: Request) -> PaddleXRespo
         return kind, results
 
     kind, pages = await request.app.state.admission.run(job, identity)
-    det = service.pipeline.det
+    policy, params, score_thresh = service.pipeline.effective_settings(opts)
     text_det_params = {
-        "limit_side_len": body.textDetLimitSideLen or s.det_limit_side_len, "limit_type": "max",
-        "max_side_limit": s.det_max_side_limit,
-        "thresh": body.textDetThresh if body.textDetThresh is not None else (s.det_thresh or det.thresh),
-        "box_thresh": body.textDetBoxThresh if body.textDetBoxThresh is not None else (s.det_box_thresh or det.box_thresh),
-        "unclip_ratio": body.textDetUnclipRatio if body.textDetUnclipRatio is not None else (s.det_unclip_ratio or det.unclip_ratio),
+        "limit_side_len": policy.limit_side_len, "limit_type": "max", "max_side_limit": policy.max_side_limit,
+        "thresh": params.thresh, "box_thresh": params.box_thresh, "unclip_ratio": params.unclip_ratio,
     }
-    score_thresh = body.textRecScoreThresh if body.textRecScoreThresh is not None else s.rec_score_thresh
     ocr_results = []
     for _page, res, image in pages:
         polys = [ln.box for ln in res.lines]
