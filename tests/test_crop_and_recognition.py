@@ -100,3 +100,12 @@ def test_width_multiple_rounds_batch_widths_up():
     assert recognition.batch_width([400 / 48], SPEC, multiple=320) == 640
     assert recognition.batch_width([1.0], SPEC, multiple=320) == 320
     assert recognition.batch_width([100.0], SPEC, multiple=320) == 3200
+
+
+def test_min_width_lets_short_crops_skip_the_padding_to_the_base_width():
+    assert recognition.batch_width([96 / 48], SPEC) == 320  # default: PaddleOCR's padding to 320
+    assert recognition.batch_width([96 / 48], SPEC, min_width=0) == 96
+    assert recognition.batch_width([97 / 48], SPEC, multiple=32, min_width=0) == 128
+    crops = [np.full((48, w, 3), 255, np.uint8) for w in (60, 100)]
+    (batch,) = recognition.plan_batches(crops, SPEC, batch_size=2, min_width=0)
+    assert batch.tensor.shape == (2, 3, 48, 100)

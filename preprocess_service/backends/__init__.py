@@ -14,7 +14,12 @@ def create_backend(settings: Settings) -> InferenceBackend:
             settings.model_repository,
             providers=settings.ort_providers,
             intra_op_threads=settings.intra_op_threads,
-            workers=settings.ort_inference_workers,
+            workers=settings.inference_workers,
+            graph_optimization=settings.ort_graph_optimization,
+            cpu_mem_arena=settings.ort_cpu_mem_arena,
+            execution_mode=settings.ort_execution_mode,
+            inter_op_threads=settings.ort_inter_op_threads,
+            allow_cpu_fallback=settings.ort_allow_cpu_fallback,
         )
     if settings.backend == "triton":
         from .triton_backend import TritonBackend

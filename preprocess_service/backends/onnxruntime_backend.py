@@ -15,26 +15,42 @@ from .base import InferenceBackend, ModelIO
 
 log = logging.getLogger(__name__)
 
+GRAPH_OPTIMIZATION = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+EXECUTION_MODE = {"sequential": ort.ExecutionMode.ORT_SEQUENTIAL, "parallel": ort.ExecutionMode.ORT_PARALLEL}
+
 
 class OnnxRuntimeBackend(InferenceBackend):
     name = "onnxruntime"
 
-    def __init__(self, repository: Path, providers: list[str], intra_op_threads: int, workers: int = 1):
+    def __init__(self, repository: Path, providers: list[str], intra_op_threads: int, workers: int = 1,
+                 graph_optimization: str = "all", cpu_mem_arena: bool = True, execution_mode: str = "sequential",
+                 inter_op_threads: int = 1, allow_cpu_fallback: bool = False):
         self._repository = Path(repository)
         self._providers = providers
         self._intra = intra_op_threads
+        self._inter = inter_op_threads
+        self._graph_optimization = GRAPH_OPTIMIZATION[graph_optimization]
+        self._arena = cpu_mem_arena
+        self._execution_mode = EXECUTION_MODE[execution_mode]
+        self._allow_fallback = allow_cpu_fallback
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._io: dict[str, ModelIO] = {}
-        # Model runs happen on these threads, off the event loop. One worker with all cores as
-        # intra-op threads keeps the cores busy without oversubscribing them.
+        # Model runs happen on these threads, off the event loop; workers x intra-op threads is
+        # the core count, so the cores stay busy without being oversubscribed.
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ort")
 
     def _options(self) -> ort.SessionOptions:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self._intra
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.inter_op_num_threads = self._inter
+        opts.execution_mode = self._execution_mode
+        opts.graph_optimization_level = self._graph_optimization
+        opts.enable_cpu_mem_arena = self._arena
         opts.log_severity_level = 3
         return opts
 
@@ -45,6 +61,12 @@ class OnnxRuntimeBackend(InferenceBackend):
         sess = ort.InferenceSession(str(path), self._options(), providers=providers)
         got = sess.get_providers()[0]
         if got != self._providers[0]:
+            if self._providers[0] != "CPUExecutionProvider" and not self._allow_fallback:
+                raise RuntimeError(
+                    f"model {model}: asked for {self._providers[0]} but onnxruntime gave {got} "
+                    f"(available here: {sorted(available)}); refusing to serve on a silent fallback. "
+                    "Fix the GPU set-up, or set OCR_ORT_ALLOW_CPU_FALLBACK=true to accept it"
+                )
             log.warning(
                 "model %s asked for %s but runs on %s (the service reports what it really uses)",
                 model, self._providers[0], got,

@@ -19,7 +19,7 @@ from ..model_spec import DetSpec, Normalization
 
 @dataclass(frozen=True)
 class ResizePolicy:
-    limit_side_len: int = 1280  # the longest side is brought down to this
+    limit_side_len: int = 960  # the longest side is brought down to this
     min_side_len: int = 64  # smaller images are brought up so the short side is this
     max_side_limit: int = 4000  # hard cap on either side after resizing
 

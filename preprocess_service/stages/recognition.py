@@ -20,17 +20,19 @@ class RecBatch:
     tensor: np.ndarray  # (n, 3, H, W) float32
 
 
-def batch_width(ratios: list[float], spec: RecSpec, multiple: int = 0) -> int:
-    """Width of a batch: the widest crop at model height, at least the model's base width,
-    rounded up to `multiple` when given (few distinct shapes batch well on a server)."""
-    max_ratio = max([spec.base_width / spec.image_height] + ratios)
-    width = int(math.ceil(spec.image_height * max_ratio))
+def batch_width(ratios: list[float], spec: RecSpec, multiple: int = 0, min_width: int | None = None) -> int:
+    """Width of a batch: the widest crop at model height, at least `min_width` (None: the model's
+    base width, as PaddleOCR pads), rounded up to `multiple` when given (few distinct shapes
+    batch well on a server)."""
+    floor = spec.base_width if min_width is None else max(min_width, 1)
+    width = max(floor, max(int(math.ceil(spec.image_height * r)) for r in ratios) if ratios else 0)
     if multiple:
         width = int(math.ceil(width / multiple)) * multiple
     return min(spec.max_width, width)
 
 
-def plan_batches(crops: list[np.ndarray], spec: RecSpec, batch_size: int, width_multiple: int = 0) -> list[RecBatch]:
+def plan_batches(crops: list[np.ndarray], spec: RecSpec, batch_size: int, width_multiple: int = 0,
+                 min_width: int | None = None) -> list[RecBatch]:
     """Crops sorted by aspect ratio, cut into batches, each padded (zeros) to its widest crop."""
     h = spec.image_height
     ratios = [c.shape[1] / max(c.shape[0], 1) for c in crops]
@@ -38,7 +40,7 @@ def plan_batches(crops: list[np.ndarray], spec: RecSpec, batch_size: int, width_
     batches = []
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        width = batch_width([ratios[i] for i in idx], spec, width_multiple)
+        width = batch_width([ratios[i] for i in idx], spec, width_multiple, min_width)
         tensor = np.zeros((len(idx), 3, h, width), dtype=np.float32)
         for row, i in enumerate(idx):
             rw = max(1, min(width, int(math.ceil(h * ratios[i]))))

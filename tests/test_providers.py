@@ -1,0 +1,42 @@
+"""The service reports the execution provider each model really got, and refuses a silent
+fallback from a GPU provider to the CPU. This machine has no GPU, so asking for CUDA is a real
+fallback here (the onnxruntime CPU build has no CUDA provider)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from preprocess_service.localserver import LocalServer
+from preprocess_service.settings import Settings, available_cores
+
+GPU_FIRST = {"OCR_API_TOKENS": "provider-test-token", "OCR_ORT_PROVIDERS": "CUDAExecutionProvider,CPUExecutionProvider"}
+
+
+def test_gpu_asked_but_not_there_refuses_to_start_with_a_clear_message(tmp_path, repository):
+    log = tmp_path / "service.log"
+    with pytest.raises(RuntimeError, match="exited"):
+        LocalServer(GPU_FIRST, log_path=log).start(timeout=120)
+    text = log.read_text()
+    assert "asked for CUDAExecutionProvider but onnxruntime gave CPUExecutionProvider" in text
+    assert "OCR_ORT_ALLOW_CPU_FALLBACK" in text
+    assert "provider-test-token" not in text
+
+
+def test_allowed_fallback_is_reported_as_cpu_not_gpu(tmp_path, repository):
+    env = {**GPU_FIRST, "OCR_ORT_ALLOW_CPU_FALLBACK": "true"}
+    with LocalServer(env, log_path=tmp_path / "service.log") as srv:
+        metrics = httpx.get(f"{srv.url}/metrics").text
+    info = [ln for ln in metrics.splitlines() if ln.startswith("ocr_model_info{")]
+    assert info and all('execution_provider="CPUExecutionProvider"' in ln for ln in info)
+    assert "CUDA" not in "".join(info)
+    assert "asked for CUDAExecutionProvider but runs on CPUExecutionProvider" in (tmp_path / "service.log").read_text()
+
+
+def test_thread_split_follows_the_usable_cores():
+    s = Settings(api_tokens=["x"])
+    cores = available_cores()
+    assert s.inference_workers == min(cores, 4)
+    assert s.inference_workers * s.intra_op_threads <= max(cores, s.inference_workers)
+    assert Settings(api_tokens=["x"], ort_inference_workers=1).intra_op_threads == cores
+    assert Settings(api_tokens=["x"], ort_intra_op_threads=3).intra_op_threads == 3
