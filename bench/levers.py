@@ -45,7 +45,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     "1 worker x 2 intra-op threads (old default)": {"OCR_ORT_INFERENCE_WORKERS": "1"},
     "2 workers x 2 intra-op threads": {"OCR_ORT_INTRA_OP_THREADS": "2"},
     "graph optimization basic": {"OCR_ORT_GRAPH_OPTIMIZATION": "basic"},
-    "cpu memory arena off": {"OCR_ORT_CPU_MEM_ARENA": "false"},
+    "cpu memory arena on (old default)": {"OCR_ORT_CPU_MEM_ARENA": "true"},
     "parallel execution, 2 inter-op": {"OCR_ORT_EXECUTION_MODE": "parallel", "OCR_ORT_INTER_OP_THREADS": "2"},
     "in-flight 1": {"OCR_MAX_IN_FLIGHT": "1"},
     "in-flight 4": {"OCR_MAX_IN_FLIGHT": "4"},

@@ -310,7 +310,9 @@ def bench_floor(eval_dir: Path, work: Path, levels: list[int], rounds: int, imag
 
 def soak(items: list[BenchItem], work: Path, requests: int, concurrency: int, max_pixels: int) -> dict:
     """RSS of the embedded service over `requests` requests cycling through the images up to
-    `max_pixels` (so the run stays minutes long). Baseline: after the first tenth."""
+    `max_pixels` (so the run stays minutes long). Baseline: after the first tenth (warm-up:
+    every image and shape seen under concurrency); then RSS after each further tenth, so a
+    plateau and a leak look different."""
     small = [it for it in items if it.size[0] * it.size[1] <= max_pixels]
     bodies = {it.name: json.dumps({"image": base64.b64encode(it.data).decode()}).encode() for it in small}
     names = [small[i % len(small)].name for i in range(requests)]
@@ -321,15 +323,22 @@ def soak(items: list[BenchItem], work: Path, requests: int, concurrency: int, ma
         t0 = time.perf_counter()
         drive(target, bodies, names[:warm], concurrency)
         base = sampler.sample()
-        r = drive(target, bodies, names[warm:], concurrency)
+        trajectory, ok, statuses = [], 0, {}
+        step = max(1, (requests - warm) // 9)
+        for start in range(warm, requests, step):
+            r = drive(target, bodies, names[start:start + step], concurrency)
+            ok += r["ok"]
+            for k, v in r["statuses"].items():
+                statuses[k] = statuses.get(k, 0) + v
+            trajectory.append([start + len(names[start:start + step]), round(sampler.sample() / 2**20, 1)])
         end = sampler.sample()
         wall = time.perf_counter() - t0
     finally:
         target.stop()
     return {"requests": requests, "warmup_requests": warm, "images": len(small), "concurrency": concurrency,
-            "ok_after_warmup": r["ok"], "statuses_after_warmup": r["statuses"], "wall_s": wall,
+            "ok_after_warmup": ok, "statuses_after_warmup": statuses, "wall_s": wall,
             "rss_after_warmup_mb": base / 2**20, "rss_end_mb": end / 2**20,
-            "rss_growth_pct": 100 * (end - base) / base}
+            "rss_growth_pct": 100 * (end - base) / base, "rss_mb_by_request": trajectory}
 
 
 # ---------------------------------------------------------------- report
@@ -425,7 +434,7 @@ def machine() -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--eval-dir", type=Path, default=PROJECT_ROOT.parent / "shared" / "eval")
-    ap.add_argument("--systems", nargs="+", choices=SYSTEMS, default=SYSTEMS)
+    ap.add_argument("--systems", nargs="*", choices=SYSTEMS, default=SYSTEMS)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
     ap.add_argument("--rounds", type=int, default=1, help="passes over the image set per concurrency level")
     ap.add_argument("--soak", type=int, default=5000, help="requests of the RSS soak against ours (0: skip)")

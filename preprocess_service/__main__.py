@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dev_token_file:
         ensure_dev_token(args.dev_token_file)
 
+    from .memory import fix_mmap_threshold
     from .settings import get_settings
 
     try:
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         _say(f"configuration error: {problems}", "ERROR")
         return 2
+    if settings.malloc_mmap_threshold_kib:
+        fix_mmap_threshold(settings.malloc_mmap_threshold_kib * 1024)
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # set before any worker imports prometheus_client, so all of them share one directory
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ocr-metrics-")

@@ -40,3 +40,31 @@ def test_thread_split_follows_the_usable_cores():
     assert s.inference_workers * s.intra_op_threads <= max(cores, s.inference_workers)
     assert Settings(api_tokens=["x"], ort_inference_workers=1).intra_op_threads == cores
     assert Settings(api_tokens=["x"], ort_intra_op_threads=3).intra_op_threads == 3
+    assert s.det_intra_op_threads == cores  # one detection run per image uses every core
+    assert Settings(api_tokens=["x"], ort_det_intra_op_threads=1).det_intra_op_threads == 1
+
+
+def test_cgroup_cpu_limit_caps_the_cores(monkeypatch, tmp_path):
+    """A Kubernetes CPU limit of 1.5 cores on a machine with more CPUs: 2 usable cores, not all."""
+    import preprocess_service.settings as settings_mod
+
+    real_path = settings_mod.Path
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("150000 100000\n")
+    monkeypatch.setattr(settings_mod.os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.setattr(settings_mod, "Path", lambda p: cpu_max if p == "/sys/fs/cgroup/cpu.max" else real_path(p))
+    assert settings_mod.available_cores() == 2
+    cpu_max.write_text("max 100000\n")
+    assert settings_mod.available_cores() == 16
+
+
+def test_mmap_threshold_can_be_fixed_on_glibc():
+    """OCR_MALLOC_MMAP_THRESHOLD_KIB: RSS stays flat at a speed cost (bench figures in the README)."""
+    import platform
+
+    from preprocess_service.memory import fix_mmap_threshold
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.fail("this machine's C library is expected to be glibc")
+    assert fix_mmap_threshold(4 * 1024 * 1024) is True
+    assert fix_mmap_threshold(128 * 1024) is True  # back to glibc's starting value

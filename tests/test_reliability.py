@@ -144,7 +144,12 @@ def test_load_at_twice_capacity(tmp_path, eval_dir):
     503/429 with Retry-After; no connection errors; memory does not grow."""
     seconds = LOAD_SECONDS
     bodies = [b64((eval_dir / n).read_bytes()) for n in ("tjs_simple.png", "pp_word_10.png", "easyocr_chinese.jpg", "tess_phototest.png")]
-    with _server(tmp_path) as srv, httpx.Client(timeout=120, headers={"Authorization": f"Bearer {TOKEN}"},
+    # With glibc's dynamic mmap threshold, freed image-sized buffers stay resident in its arenas
+    # and one RSS sample swings by +-100 MiB with what happened to be in flight (bench soak
+    # trajectory in the README), which hides a leak as well as it fakes one. The fixed threshold
+    # returns them on free, so RSS is flat and growth here means something is really kept.
+    with _server(tmp_path, OCR_MALLOC_MMAP_THRESHOLD_KIB=4096) as srv, \
+            httpx.Client(timeout=120, headers={"Authorization": f"Bearer {TOKEN}"},
                                                 limits=httpx.Limits(max_connections=64)) as client:
         t = time.monotonic()
         for i in range(8):  # warm-up, and the capacity measurement (sequential)
@@ -181,7 +186,7 @@ def test_load_at_twice_capacity(tmp_path, eval_dir):
     assert codes <= {200, 503, 429}, codes
     assert all(ra for c, ra in results if c in (503, 429))
     assert 200 in codes and len(results) == i
-    assert rss_end < rss_start * 1.15, (rss_start, rss_end)
+    assert rss_end < rss_start * 1.05, (rss_start, rss_end)
 
 
 def test_deeply_nested_json_and_cors_default(client):

@@ -20,6 +20,7 @@ def create_backend(settings: Settings) -> InferenceBackend:
             execution_mode=settings.ort_execution_mode,
             inter_op_threads=settings.ort_inter_op_threads,
             allow_cpu_fallback=settings.ort_allow_cpu_fallback,
+            model_intra_op_threads={settings.model_names["det"]: settings.det_intra_op_threads},
         )
     if settings.backend == "triton":
         from .triton_backend import TritonBackend

@@ -28,8 +28,9 @@ class OnnxRuntimeBackend(InferenceBackend):
     name = "onnxruntime"
 
     def __init__(self, repository: Path, providers: list[str], intra_op_threads: int, workers: int = 1,
-                 graph_optimization: str = "all", cpu_mem_arena: bool = True, execution_mode: str = "sequential",
-                 inter_op_threads: int = 1, allow_cpu_fallback: bool = False):
+                 graph_optimization: str = "all", cpu_mem_arena: bool = False, execution_mode: str = "sequential",
+                 inter_op_threads: int = 1, allow_cpu_fallback: bool = False,
+                 model_intra_op_threads: dict[str, int] | None = None):
         self._repository = Path(repository)
         self._providers = providers
         self._intra = intra_op_threads
@@ -38,15 +39,16 @@ class OnnxRuntimeBackend(InferenceBackend):
         self._arena = cpu_mem_arena
         self._execution_mode = EXECUTION_MODE[execution_mode]
         self._allow_fallback = allow_cpu_fallback
+        self._model_intra = dict(model_intra_op_threads or {})
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._io: dict[str, ModelIO] = {}
         # Model runs happen on these threads, off the event loop; workers x intra-op threads is
         # the core count, so the cores stay busy without being oversubscribed.
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ort")
 
-    def _options(self) -> ort.SessionOptions:
+    def _options(self, model: str) -> ort.SessionOptions:
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self._intra
+        opts.intra_op_num_threads = self._model_intra.get(model, self._intra)
         opts.inter_op_num_threads = self._inter
         opts.execution_mode = self._execution_mode
         opts.graph_optimization_level = self._graph_optimization
@@ -58,7 +60,7 @@ class OnnxRuntimeBackend(InferenceBackend):
         path = model_file(self._repository / model)
         available = set(ort.get_available_providers())
         providers = [p for p in self._providers if p in available] or ["CPUExecutionProvider"]
-        sess = ort.InferenceSession(str(path), self._options(), providers=providers)
+        sess = ort.InferenceSession(str(path), self._options(model), providers=providers)
         got = sess.get_providers()[0]
         if got != self._providers[0]:
             if self._providers[0] != "CPUExecutionProvider" and not self._allow_fallback:
