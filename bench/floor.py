@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.timing import percentile, run_threads
 from bench.dataset import load
 from preprocess_service.backends import create_backend
 from preprocess_service.backends.base import InferenceBackend, ModelIO
@@ -68,10 +69,6 @@ async def record(settings: Settings, images: dict[str, np.ndarray]):
         await pipeline.run(img, PipelineOptions())
         calls[name] = backend.calls
     return backend.inner, calls
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
 def main() -> int:
@@ -118,13 +115,7 @@ def main() -> int:
                 with lock:
                     lat.append(dt)
 
-        t0 = time.perf_counter()
-        threads = [threading.Thread(target=worker) for _ in range(c)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - t0
+        wall = run_threads(worker, c)
         results["levels"][str(c)] = {
             "requests": len(lat), "ok": len(lat), "wall_s": wall, "images_per_s": len(lat) / wall,
             "p50_ms": percentile(lat, 50) * 1000, "p95_ms": percentile(lat, 95) * 1000,

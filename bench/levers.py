@@ -28,7 +28,7 @@ import orjson
 import pybase64
 
 from bench.dataset import load
-from bench.run import RssSampler, bench_http, start_ours
+from bench.run import bench_http, start_ours
 from preprocess_service.imaging import decode_image
 from preprocess_service.settings import PROJECT_ROOT
 

@@ -42,6 +42,7 @@ import numpy as np
 import psutil
 import yaml
 
+from bench.timing import percentile, run_threads
 from bench.dataset import BenchItem, load
 from evaluation.scoring import PredLine, score_item
 from export_scripts.fetch_models import published_model_bytes
@@ -204,10 +205,6 @@ def start_peer(work: Path, engine: str, models: dict[str, Path], timeout: float 
 # ---------------------------------------------------------------- load
 
 
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
-
-
 def drive(target: Target, bodies: dict[str, bytes], names: list[str], concurrency: int) -> dict:
     """Send every named image once with `concurrency` clients; latencies, statuses, answers.
 
@@ -243,13 +240,7 @@ def drive(target: Target, bodies: dict[str, bytes], names: list[str], concurrenc
                         lat.append(dt)
                         answers[n] = target.parse(r.json())
 
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
+    wall = run_threads(worker, concurrency)
     return {"requests": len(names), "ok": len(lat), "statuses": statuses, "retried": retries, "wall_s": wall,
             "images_per_s": len(lat) / wall, "p50_ms": percentile(lat, 50) * 1000,
             "p95_ms": percentile(lat, 95) * 1000, "answers": answers}
