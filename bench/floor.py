@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.timing import percentile, run_threads
 from bench.dataset import load
+from bench.timing import percentile, run_threads
 from preprocess_service.backends import create_backend
 from preprocess_service.backends.base import InferenceBackend, ModelIO
 from preprocess_service.imaging import decode_image

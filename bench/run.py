@@ -42,8 +42,8 @@ import numpy as np
 import psutil
 import yaml
 
-from bench.timing import percentile, run_threads
 from bench.dataset import BenchItem, load
+from bench.timing import percentile, run_threads
 from evaluation.scoring import PredLine, score_item
 from export_scripts.fetch_models import published_model_bytes
 from preprocess_service.localserver import LocalServer, free_port
@@ -105,18 +105,13 @@ class RssSampler:
 
 @dataclass
 class Target:
-    """A running system: where to send a request and how to read its answer."""
+    """A running system: where to send a request (every system answers {"lines": [...]})."""
 
     url: str
     headers: dict[str, str]
     pids: list[int]
-    parse: callable
     stop: callable
     info: dict = field(default_factory=dict)
-
-
-def _ours_parse(doc: dict) -> list[PredLine]:
-    return [PredLine(ln["text"], ln["box"]) for ln in doc["lines"]]
 
 
 def start_ours(work: Path, backend: str, extra_env: dict[str, str] | None = None) -> Target:
@@ -137,7 +132,7 @@ def start_ours(work: Path, backend: str, extra_env: dict[str, str] | None = None
             triton.stop()
 
     pids = [srv.proc.pid] + ([triton.proc.pid] if triton else [])
-    return Target(f"{srv.url}/v1/ocr", {"Authorization": f"Bearer {token}"}, pids, _ours_parse, stop, info)
+    return Target(f"{srv.url}/v1/ocr", {"Authorization": f"Bearer {token}"}, pids, stop, info)
 
 
 def stage_peer_models(work: Path) -> dict[str, Path]:
@@ -199,7 +194,7 @@ def start_peer(work: Path, engine: str, models: dict[str, Path], timeout: float 
             proc.wait()
         log.close()
 
-    return Target(f"{url}/ocr", {}, [proc.pid], _ours_parse, stop)
+    return Target(f"{url}/ocr", {}, [proc.pid], stop)
 
 
 # ---------------------------------------------------------------- load
@@ -238,7 +233,7 @@ def drive(target: Target, bodies: dict[str, bytes], names: list[str], concurrenc
                     statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
                     if r.status_code == 200:
                         lat.append(dt)
-                        answers[n] = target.parse(r.json())
+                        answers[n] = r.json()["lines"]
 
     wall = run_threads(worker, concurrency)
     return {"requests": len(names), "ok": len(lat), "statuses": statuses, "retried": retries, "wall_s": wall,
@@ -246,19 +241,28 @@ def drive(target: Target, bodies: dict[str, bytes], names: list[str], concurrenc
             "p95_ms": percentile(lat, 95) * 1000, "answers": answers}
 
 
-def cer(items: list[BenchItem], answers: dict[str, list[PredLine]]) -> dict:
+def request_bodies(items: list[BenchItem]) -> dict[str, bytes]:
+    """The JSON body of each image, encoded once: every system gets the same bytes."""
+    return {it.name: json.dumps({"image": base64.b64encode(it.data).decode()}).encode() for it in items}
+
+
+def cer(items: list[BenchItem], answers: dict[str, list[dict]]) -> dict:
     errors = chars = 0
     per = {}
     for it in items:
-        s = score_item(answers.get(it.name, []), it.gt_lines, it.rule, it.dont_care)
+        pred = [PredLine(ln["text"], ln["box"]) for ln in answers.get(it.name, [])]
+        s = score_item(pred, it.gt_lines, it.rule, it.dont_care)
         errors += s.errors
         chars += s.gt_chars
         per[it.name] = round(s.cer, 4)
     return {"cer": errors / max(chars, 1), "per_image": per}
 
 
-def bench_http(system: str, target: Target, items: list[BenchItem], levels: list[int], rounds: int) -> dict:
-    bodies = {it.name: json.dumps({"image": base64.b64encode(it.data).decode()}).encode() for it in items}
+def bench_http(system: str, target: Target, items: list[BenchItem], levels: list[int], rounds: int,
+               answers_out: dict | None = None) -> dict:
+    """Every concurrency level in turn; CER from the first. `answers_out` receives that level's
+    answers (the response lines per image) when given."""
+    bodies = request_bodies(items)
     names = [it.name for it in items]
     with RssSampler(target.pids) as rss:
         idle = rss.sample()
@@ -271,11 +275,14 @@ def bench_http(system: str, target: Target, items: list[BenchItem], levels: list
             answers = r.pop("answers")
             if c == levels[0]:
                 result |= cer(items, answers)
+                if answers_out is not None:
+                    answers_out.update(answers)
             result["levels"][str(c)] = r
             print(f"  {system:12s} c={c}: {r['images_per_s']:.2f} img/s, p50 {r['p50_ms']:.0f} ms, "
                   f"p95 {r['p95_ms']:.0f} ms, {r['ok']}/{r['requests']} ok", flush=True)
     result["rss_peak_mb"] = rss.peak / 2**20
-    result |= target.info and {"service": target.info} or {}
+    if target.info:
+        result["service"] = target.info
     return result
 
 
@@ -305,7 +312,7 @@ def soak(items: list[BenchItem], work: Path, requests: int, concurrency: int, ma
     every image and shape seen under concurrency); then RSS after each further tenth, so a
     plateau and a leak look different."""
     small = [it for it in items if it.size[0] * it.size[1] <= max_pixels]
-    bodies = {it.name: json.dumps({"image": base64.b64encode(it.data).decode()}).encode() for it in small}
+    bodies = request_bodies(small)
     names = [small[i % len(small)].name for i in range(requests)]
     target = start_ours(work, "onnxruntime")
     try:

@@ -2,18 +2,16 @@
 
 glibc raises its mmap threshold each time a large mmapped block is freed (up to 32 MiB), after
 which image-sized buffers (decoded images, tensors, probability maps) come from the heap arenas,
-where fragmentation keeps them resident after they are freed. Fixing the threshold sends every
-block over the threshold (``OCR_MALLOC_MMAP_THRESHOLD_KIB``) to mmap, returned to the system on free. Measured with
-``python -m bench.run --systems --soak 5000`` (the README has the figures).
+where fragmentation keeps them resident after they are freed. Fixing the threshold
+(``OCR_MALLOC_MMAP_THRESHOLD_KIB``) sends every larger block to mmap, returned to the system on
+free: flat RSS at a speed cost. Measured with the soak of ``bench/run.py``
+(``OCR_MALLOC_MMAP_THRESHOLD_KIB=4096 python -m bench.run --systems --soak 1000``; README figures).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
-
-log = logging.getLogger(__name__)
 
 M_MMAP_THRESHOLD = -3
 

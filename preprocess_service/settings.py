@@ -167,7 +167,6 @@ class Settings(BaseSettings):
     def intra_op_threads(self) -> int:
         return self.ort_intra_op_threads or max(1, available_cores() // self.inference_workers)
 
-
     @property
     def det_intra_op_threads(self) -> int:
         return self.ort_det_intra_op_threads or available_cores()
