@@ -5,6 +5,11 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3
+# .venv-serve: what `make serve` runs, runtime dependencies only (no test, export or bench extras).
+# .venv: development: the runtime plus the test, export (paddlepaddle) and bench extras.
+SERVE_VENV ?= .venv-serve
+SERVE_PY := $(SERVE_VENV)/bin/python
+SERVE_STAMP := $(SERVE_VENV)/.deps-stamp
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
@@ -32,12 +37,12 @@ RAPID_VENV ?= .venv-rapid
 RAPID_STAMP := $(RAPID_VENV)/.deps-stamp
 BENCH_ARGS ?=
 
-.PHONY: help setup venv models fonts prometheus browser k8s-tools serve test eval reference rapidocr-venv bench levers triton triton-venv image test-image clean
+.PHONY: help setup serve-setup serve-venv venv models serve-models lint docs docs-check setup-footprint fonts prometheus browser k8s-tools serve test eval reference rapidocr-venv bench levers triton triton-venv image test-image clean
 
 help:
 	@echo "make serve   start the service on $(HOST):$(PORT) (HOST/PORT override), embedded onnxruntime backend"
 	@echo "make test    run the whole test suite"
-	@echo "make eval    accuracy (CER) on ../shared/eval, ours vs PaddleOCR's own pipeline"
+	@echo "make eval    accuracy (CER) on evaluation/data, ours vs PaddleOCR's own pipeline"
 	@echo "make bench   speed, memory and CER side by side: ours (embedded, Triton), RapidOCR, PaddleOCR, the floor"
 	@echo "make levers  our service's speed levers, one at a time"
 	@echo "make models  fetch and verify the model files into model_repository/"
@@ -52,8 +57,18 @@ $(DEPS_STAMP): pyproject.toml constraints.txt
 
 venv: $(DEPS_STAMP)
 
+$(SERVE_STAMP): pyproject.toml constraints.txt
+	@test -x $(SERVE_PY) || $(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_PY) -m pip --disable-pip-version-check install -q -c constraints.txt -e .
+	@touch $@
+
+serve-venv: $(SERVE_STAMP)
+
 models: $(DEPS_STAMP)
 	$(PY) -m export_scripts.fetch_models
+
+serve-models: $(SERVE_STAMP)
+	$(SERVE_PY) -m export_scripts.fetch_models
 
 # The label test renders text in DejaVu Sans (Debian's fonts-dejavu-core).
 fonts:
@@ -91,8 +106,15 @@ browser:
 
 setup: venv models
 
-serve: setup
-	OCR_HOST=$(HOST) OCR_PORT=$(PORT) $(PY) -m preprocess_service --dev-token-file $(TOKEN_FILE)
+# everything `make serve` needs, without starting it (measured by `make setup-footprint`)
+serve-setup: serve-venv serve-models
+
+serve: serve-setup
+	OCR_HOST=$(HOST) OCR_PORT=$(PORT) $(SERVE_PY) -m preprocess_service --dev-token-file $(TOKEN_FILE)
+
+# time and disk of `make serve-setup` in a bare clone of HEAD (writes docs/artifacts/setup-footprint.json)
+setup-footprint: venv
+	$(PY) -m bench.setup_footprint
 
 # A real Triton (bundled in nvidia-pytriton) in a venv of its own: pytriton pins numpy<2.
 $(TRITON_STAMP): triton_local/requirements.txt
@@ -145,4 +167,4 @@ test-image: venv fonts
 	tests/image/test-image.sh
 
 clean:
-	rm -rf $(VENV) $(REF_VENV) $(RAPID_VENV) $(TRITON_VENV) .pytest_cache .cache/triton
+	rm -rf $(VENV) $(SERVE_VENV) $(REF_VENV) $(RAPID_VENV) $(TRITON_VENV) .pytest_cache .cache/triton

@@ -1,4 +1,4 @@
-"""The benchmark's images: every item of ../shared/eval plus rendered labels of several sizes.
+"""The benchmark's images: every item of evaluation/data plus rendered labels of several sizes.
 
 Every system gets exactly the same encoded bytes. Each item carries its scoring rule, so the CER
 of every system is computed by the one scorer of ``evaluation/scoring.py``.

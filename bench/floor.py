@@ -9,7 +9,7 @@ of its calls. At concurrency C, C threads replay images from a shared queue.
 
 Run as its own process by bench/run.py (so its memory is measured alone):
 
-    python -m bench.floor --eval-dir ../shared/eval --out floor.json [--concurrency 1 4 8] [--rounds 1]
+    python -m bench.floor --eval-dir evaluation/data --out floor.json [--concurrency 1 4 8] [--rounds 1]
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ import orjson
 import pybase64
 
 from bench.dataset import load
+from evaluation import EVAL_DIR
 from bench.run import bench_http, request_bodies, start_ours
 from preprocess_service.imaging import decode_image
 from preprocess_service.settings import PROJECT_ROOT
@@ -112,7 +113,7 @@ def micro_levers(items, answers: dict[str, list[dict]]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--eval-dir", type=Path, default=PROJECT_ROOT.parent / "shared" / "eval")
+    ap.add_argument("--eval-dir", type=Path, default=EVAL_DIR)
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     ap.add_argument("--images", nargs="+")
     ap.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "levers.json")

@@ -1,6 +1,6 @@
 """Side-by-side benchmark: our service (embedded and through Triton), RapidOCR, PaddleOCR, the floor.
 
-One run, one machine, the same images (../shared/eval plus rendered labels of several sizes) and
+One run, one machine, the same images (evaluation/data plus rendered labels of several sizes) and
 the same PP-OCRv6 small ONNX files for every system:
 
 - ``ours``          this service, embedded onnxruntime backend, over HTTP (POST /v1/ocr);
@@ -44,6 +44,7 @@ import yaml
 
 from bench.dataset import BenchItem, load
 from bench.timing import percentile, run_threads
+from evaluation import EVAL_DIR
 from evaluation.scoring import PredLine, score_item
 from export_scripts.fetch_models import published_model_bytes
 from preprocess_service.localserver import LocalServer, free_port
@@ -431,7 +432,7 @@ def machine() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--eval-dir", type=Path, default=PROJECT_ROOT.parent / "shared" / "eval")
+    ap.add_argument("--eval-dir", type=Path, default=EVAL_DIR)
     ap.add_argument("--systems", nargs="*", choices=SYSTEMS, default=SYSTEMS)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
     ap.add_argument("--rounds", type=int, default=1, help="passes over the image set per concurrency level")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 
+from evaluation import EVAL_DIR
 from preprocess_service.localserver import LocalServer, free_port
 from preprocess_service.settings import PROJECT_ROOT
 from triton_local.launch import LocalTriton
@@ -83,7 +84,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--requests", type=int, default=64)
-    ap.add_argument("--eval-dir", type=Path, default=PROJECT_ROOT.parent / "shared" / "eval")
+    ap.add_argument("--eval-dir", type=Path, default=EVAL_DIR)
     ap.add_argument("--triton-venv", type=Path, default=PROJECT_ROOT / ".venv-triton")
     ap.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "results" / "triton_batching.json")
     args = ap.parse_args(argv)

@@ -1,4 +1,4 @@
-"""``make eval``: CER of our service on ../shared/eval, beside PaddleOCR's own pipeline.
+"""``make eval``: CER of our service on evaluation/data, beside PaddleOCR's own pipeline.
 
 Our side is the real service over HTTP on loopback (embedded backend). The reference is
 PaddleOCR 3.x (engine="onnxruntime") on the same model files, run in its own venv, twice: on
@@ -22,12 +22,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from evaluation import EVAL_DIR
 from evaluation.scoring import EvalItem, PredLine, Score, load_items, score_item
 from preprocess_service.imaging import decode_image
 from preprocess_service.localserver import LocalServer
 from preprocess_service.settings import MODEL_SETS, PROJECT_ROOT
 
-DEFAULT_EVAL_DIR = PROJECT_ROOT.parent / "shared" / "eval"
 
 
 def run_ours(items: list[EvalItem], env: dict[str, str], log: Path) -> tuple[dict[str, list[PredLine]], dict[str, float]]:
@@ -68,7 +68,7 @@ def totals(scores: dict[str, Score]) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--eval-dir", type=Path, default=Path(os.environ.get("OCR_EVAL_DIR", DEFAULT_EVAL_DIR)))
+    ap.add_argument("--eval-dir", type=Path, default=EVAL_DIR)
     ap.add_argument("--reference-python", help="python of the PaddleOCR venv; omit to score ours only")
     ap.add_argument("--model-set", default="ppocrv6_small", choices=sorted(MODEL_SETS))
     ap.add_argument("--set", action="append", default=[], metavar="OCR_X=V", help="extra service settings")

@@ -1,4 +1,4 @@
-"""Character error rate (CER) with the per-item compare rules of ../shared/eval/SOURCES.md.
+"""Character error rate (CER) with the per-item compare rules of evaluation/data/SOURCES.md.
 
 CER = edit distance / ground-truth length, after normalising both sides:
 - whitespace runs collapse to one space (``whitespace-insensitive`` items: all removed);

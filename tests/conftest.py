@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from preprocess_service.localserver import LocalServer, free_port
+from evaluation import EVAL_DIR
 from triton_local.launch import LocalTriton
 
 ROOT = Path(__file__).resolve().parent.parent
-EVAL_DIR = Path(os.environ.get("OCR_EVAL_DIR", ROOT.parent / "shared" / "eval"))
 REPOSITORY = ROOT / "model_repository"
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
@@ -24,7 +24,7 @@ FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 @pytest.fixture(scope="session", autouse=True)
 def _clean_environment():
     """Tests set what they need; nothing leaks in from the caller's OCR_* variables."""
-    saved = {k: v for k, v in os.environ.items() if k.startswith("OCR_") and k != "OCR_EVAL_DIR"}
+    saved = {k: v for k, v in os.environ.items() if k.startswith("OCR_")}
     for k in saved:
         del os.environ[k]
     yield
@@ -34,7 +34,7 @@ def _clean_environment():
 @pytest.fixture(scope="session")
 def eval_dir() -> Path:
     if not (EVAL_DIR / "manifest.json").exists():
-        pytest.fail(f"evaluation images not found at {EVAL_DIR} (set OCR_EVAL_DIR)")
+        pytest.fail(f"evaluation images not found at {EVAL_DIR}")
     return EVAL_DIR
 
 

@@ -63,7 +63,7 @@ def test_normalize():
 
 @pytest.mark.slow
 def test_accuracy_on_the_evaluation_set(pipeline, eval_dir):
-    """Regression gate: the default pipeline's overall CER on ../shared/eval stays low.
+    """Regression gate: the default pipeline's overall CER on evaluation/data stays low.
     `make eval` measured 0.034 here against PaddleOCR's 0.083 on the same model files."""
     run(pipeline.warmup())
     errors = chars = 0
