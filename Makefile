@@ -19,6 +19,7 @@ PYTEST_ARGS ?=
 TOKEN_FILE ?= .secrets/api-tokens
 DEPS_STAMP := $(VENV)/.deps-stamp
 FONT := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 TRITON_VENV ?= .venv-triton
 # Debian's Python for the Triton venv: the Python backend stub links the system libpython.
 TRITON_PYTHON ?= $(shell test -x /usr/bin/python3.11 && echo /usr/bin/python3.11 || echo $(PYTHON))
@@ -37,7 +38,7 @@ RAPID_VENV ?= .venv-rapid
 RAPID_STAMP := $(RAPID_VENV)/.deps-stamp
 BENCH_ARGS ?=
 
-.PHONY: help setup serve-setup serve-venv venv models serve-models lint docs docs-check setup-footprint fonts prometheus browser k8s-tools serve test eval reference rapidocr-venv bench levers triton triton-venv image test-image clean
+.PHONY: help setup serve-setup serve-venv venv models serve-models lint docs docs-check setup-footprint fonts cjk-fonts prometheus browser k8s-tools serve test eval reference rapidocr-venv bench levers triton triton-venv image test-image clean
 
 help:
 	@echo "make serve   start the service on $(HOST):$(PORT) (HOST/PORT override), embedded onnxruntime backend"
@@ -75,6 +76,12 @@ fonts:
 	@test -f $(FONT) || { echo "installing fonts-dejavu-core"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-dejavu-core >/dev/null; }
 	@test -f $(FONT) || { echo "error: $(FONT) is missing (apt-get install fonts-dejavu-core)"; exit 1; }
+
+# Visualisations draw CJK text in WenQuanYi Micro Hei (Debian's fonts-wqy-microhei; the image has it too).
+cjk-fonts:
+	@test -f $(CJK_FONT) || { echo "installing fonts-wqy-microhei"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fonts-wqy-microhei >/dev/null; }
+	@test -f $(CJK_FONT) || { echo "error: $(CJK_FONT) is missing (apt-get install fonts-wqy-microhei)"; exit 1; }
 
 # The metrics tests run a real Prometheus and promtool (Debian's prometheus package).
 prometheus:
@@ -128,7 +135,12 @@ triton: setup triton-venv
 	$(PY) -m triton_local.launch --venv $(TRITON_VENV) --http-port $(TRITON_HTTP_PORT) \
 	    --grpc-port $(TRITON_GRPC_PORT) --metrics-port $(TRITON_METRICS_PORT)
 
-test: setup fonts prometheus browser triton-venv rapidocr-venv k8s-tools
+# ruff (lint + import order) and mypy, configured in pyproject.toml; part of `make test`
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: setup lint fonts cjk-fonts prometheus browser triton-venv rapidocr-venv k8s-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # PaddleOCR's own pipeline as the accuracy reference, in a venv of its own (it is large).

@@ -66,7 +66,7 @@ async def record(settings: Settings, images: dict[str, np.ndarray]):
     calls = {}
     for name, img in images.items():
         backend.calls = []
-        await pipeline.run(img, PipelineOptions())
+        await pipeline.read(img, PipelineOptions())
         calls[name] = backend.calls
     return backend.inner, calls
 
@@ -105,7 +105,7 @@ def main() -> int:
         lat: list[float] = []
         lock = threading.Lock()
 
-        def worker():
+        def worker(work=work, lock=lock, lat=lat):
             while True:
                 try:
                     n = work.get_nowait()

@@ -28,8 +28,8 @@ import orjson
 import pybase64
 
 from bench.dataset import load
-from evaluation import EVAL_DIR
 from bench.run import bench_http, request_bodies, start_ours
+from evaluation import EVAL_DIR
 from preprocess_service.imaging import decode_image
 from preprocess_service.settings import PROJECT_ROOT
 
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-dir", type=Path, default=EVAL_DIR)
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     ap.add_argument("--images", nargs="+")
-    ap.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "levers.json")
+    ap.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "artifacts" / "levers.json")
     args = ap.parse_args(argv)
     items = [it for it in load(args.eval_dir) if not args.images or it.name in args.images]
     answers: dict[str, list[dict]] = {}
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {c1['images_per_s']:.2f} ({c1['images_per_s'] / b1['images_per_s']:.2f}x) | "
               f"{c4['images_per_s']:.2f} ({c4['images_per_s'] / b4['images_per_s']:.2f}x) | {c1['p50_ms']:.0f} | "
               f"{r['rss_peak_mb']:.0f} | {r['cer']:.4f} |")
-    print(f"\n| glue, whole image set (best of 5) | ms |\n|---|---|")
+    print("\n| glue, whole image set (best of 5) | ms |\n|---|---|")
     for k, v in micro.items():
         print(f"| {k} | {v} |")
     print(f"wrote {args.out}")

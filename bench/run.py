@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -47,7 +47,7 @@ from bench.timing import percentile, run_threads
 from evaluation import EVAL_DIR
 from evaluation.scoring import PredLine, score_item
 from export_scripts.fetch_models import published_model_bytes
-from preprocess_service.localserver import LocalServer, free_port
+from harness.localserver import LocalServer, free_port
 from preprocess_service.settings import PROJECT_ROOT
 from triton_local.launch import LocalTriton
 
@@ -439,11 +439,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--soak", type=int, default=5000, help="requests of the RSS soak against ours (0: skip)")
     ap.add_argument("--soak-max-pixels", type=int, default=1_500_000)
     ap.add_argument("--images", nargs="+", help="only these image names (quick checks)")
-    ap.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "results.json")
+    ap.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "artifacts" / "bench.json")
     args = ap.parse_args(argv)
 
     items = [it for it in load(args.eval_dir) if not args.images or it.name in args.images]
-    results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+    results = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
                "images": {it.name: list(it.size) for it in items}, "concurrency": args.concurrency,
                "rounds": args.rounds, "models": [DET, REC], "systems": {}}
     with tempfile.TemporaryDirectory(prefix="ocr-bench-") as tmp:

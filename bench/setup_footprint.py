@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +53,7 @@ def measure() -> dict:
         result = {
             "command": "make serve-setup (what make serve runs before starting), bare clone, pip cache off",
             "measured_by": "make setup-footprint",
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+            "date": datetime.now(UTC).strftime("%Y-%m-%d"),
             "commit": commit,
             "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "gpu": False},
             "seconds": round(seconds, 1),

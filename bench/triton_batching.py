@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 from evaluation import EVAL_DIR
-from preprocess_service.localserver import LocalServer, free_port
+from harness.localserver import LocalServer, free_port
 from preprocess_service.settings import PROJECT_ROOT
 from triton_local.launch import LocalTriton
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import secrets
 import subprocess
 import tempfile
@@ -24,10 +23,10 @@ import numpy as np
 
 from evaluation import EVAL_DIR
 from evaluation.scoring import EvalItem, PredLine, Score, load_items, score_item
+from harness.localserver import LocalServer
 from preprocess_service.imaging import decode_image
-from preprocess_service.localserver import LocalServer
-from preprocess_service.settings import MODEL_SETS, PROJECT_ROOT
-
+from preprocess_service.model_sets import DEFAULT_MODEL_SET, MODEL_SETS
+from preprocess_service.settings import PROJECT_ROOT
 
 
 def run_ours(items: list[EvalItem], env: dict[str, str], log: Path) -> tuple[dict[str, list[PredLine]], dict[str, float]]:
@@ -50,7 +49,7 @@ def run_reference(items: list[EvalItem], ref_python: str, model_set: str, tmp: P
     for it in items:
         np.save(arrays / f"{it.name}.npy", decode_image(it.image.read_bytes(), 100_000_000))
     out = tmp / "reference.json"
-    names = MODEL_SETS[model_set]
+    names = MODEL_SETS[model_set].folders()
     cmd = [ref_python, str(PROJECT_ROOT / "evaluation" / "paddle_reference.py"),
            "--repository", str(PROJECT_ROOT / "model_repository"), "--det", names["det"], "--rec", names["rec"],
            "--arrays", str(arrays), "--out", str(out), "--images", *[str(it.image) for it in items]]
@@ -70,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--eval-dir", type=Path, default=EVAL_DIR)
     ap.add_argument("--reference-python", help="python of the PaddleOCR venv; omit to score ours only")
-    ap.add_argument("--model-set", default="ppocrv6_small", choices=sorted(MODEL_SETS))
+    ap.add_argument("--model-set", default=DEFAULT_MODEL_SET, choices=sorted(MODEL_SETS))
     ap.add_argument("--set", action="append", default=[], metavar="OCR_X=V", help="extra service settings")
     ap.add_argument("--out", type=Path, default=PROJECT_ROOT / "evaluation" / "results")
     args = ap.parse_args(argv)

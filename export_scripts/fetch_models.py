@@ -221,6 +221,7 @@ def build_inference_yml(src: ModelSource, zf: zipfile.ZipFile) -> bytes:
     assert src.yml_template is not None
     doc = {k: v for k, v in src.yml_template.items()}
     if src.kind == "rec":
+        assert src.dict_member is not None, f"{src.name}: a written rec yml needs its dictionary"
         doc["PostProcess"] = {
             "name": "CTCLabelDecode",
             "character_dict": _read_dict(_read(zf, src.dict_member)),

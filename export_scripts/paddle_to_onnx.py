@@ -158,7 +158,7 @@ def fp16_check(kind: str, fp32: bytes, fp16: bytes, folder: Path, images: list[P
     import onnxruntime as ort
 
     from preprocess_service.imaging import decode_image
-    from preprocess_service.model_spec import load_spec
+    from preprocess_service.model_spec import DetSpec, RecSpec, load_spec
     from preprocess_service.stages import classification, detection, recognition
 
     s32 = ort.InferenceSession(fp32, providers=["CPUExecutionProvider"])
@@ -170,18 +170,18 @@ def fp16_check(kind: str, fp32: bytes, fp16: bytes, folder: Path, images: list[P
     flipped = total = same_text = 0
     for path in images:
         img = decode_image(path.read_bytes(), 10**8)
-        if kind == "det":
+        if isinstance(spec, DetSpec):
             x = detection.preprocess(img, spec, detection.ResizePolicy()).tensor
-        elif kind == "rec":
+        elif isinstance(spec, RecSpec):
             x = recognition.plan_batches([img], spec, 1)[0].tensor
         else:
             x = classification.preprocess([img], spec)
         a, b = s32.run([out], {inp: x})[0], s16.run([out], {inp: x})[0]
         stats["max_abs_diff"] = max(stats["max_abs_diff"], float(np.abs(a - b).max()))
-        if kind == "det":
+        if isinstance(spec, DetSpec):
             flipped += int(((a > spec.thresh) != (b > spec.thresh)).sum())
             total += a.size
-        elif kind == "rec":
+        elif isinstance(spec, RecSpec):
             same_text += recognition.ctc_decode(a, spec.charset)[0][0] == recognition.ctc_decode(b, spec.charset)[0][0]
         else:
             same_text += int(a.argmax() == b.argmax())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import secrets
 import signal
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         access_log=False,  # one structured access line per request comes from RequestContext
         loop="uvloop",
         http="httptools",
-        timeout_graceful_shutdown=settings.shutdown_grace_s,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
     )
     return 0
 

@@ -12,31 +12,13 @@ import asyncio
 import math
 import time
 from collections import OrderedDict
-from typing import Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-from .errors import BackendUnavailable, OCRError
+from .errors import DeadlineExceeded, Overloaded, RateLimited, ShuttingDown
+from .settings import Settings
 
 T = TypeVar("T")
-
-
-class Overloaded(BackendUnavailable):
-    code = "overloaded"
-
-
-class DeadlineExceeded(BackendUnavailable):
-    code = "deadline_exceeded"
-
-
-class ShuttingDown(BackendUnavailable):
-    code = "shutting_down"
-
-
-class RateLimited(OCRError):
-    status_code = 429
-    code = "rate_limited"
-
-    def __init__(self, message: str, retry_after_s: int):
-        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 
 class TokenBuckets:
@@ -77,10 +59,22 @@ class Admission:
         self.draining = False
         self._rates = TokenBuckets(rate_per_minute, rate_burst or max(1, rate_per_minute // 6)) if rate_per_minute else None
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Admission:
+        return cls(
+            max_in_flight=settings.in_flight_limit,
+            max_queue=settings.queue_limit,
+            queue_timeout_s=settings.queue_timeout_s,
+            deadline_s=settings.request_timeout_s,
+            rate_per_minute=settings.rate_limit_per_minute,
+            rate_burst=settings.rate_limit_burst,
+        )
+
     def _retry_after(self) -> int:
         return max(1, math.ceil(self.queue_timeout_s / 2))
 
-    async def run(self, job: Callable[[], Awaitable[T]], identity: str | None = None) -> T:
+    async def admit(self, job: Callable[[], Awaitable[T]], identity: str | None = None) -> T:
+        """Run ``job`` once a slot is free, within the queue bound, the rate limit and the deadline."""
         if self.draining:
             raise ShuttingDown("the server is shutting down; retry on another replica", retry_after_s=1)
         if self._rates is not None and identity is not None:
@@ -94,7 +88,7 @@ class Admission:
             self._waiting += 1
             try:
                 await asyncio.wait_for(self._slots.acquire(), min(self.queue_timeout_s, self.deadline_s))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise Overloaded("the server is at capacity; retry shortly", retry_after_s=self._retry_after()) from None
             finally:
                 self._waiting -= 1
@@ -111,7 +105,7 @@ class Admission:
         remaining = self.deadline_s - (time.monotonic() - start)
         try:
             return await asyncio.wait_for(asyncio.shield(task), max(remaining, 0.001))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             task.add_done_callback(lambda t: t.cancelled() or t.exception())  # consume the late result
             raise DeadlineExceeded(f"the request did not finish within its {self.deadline_s:g} s deadline") from None
 

@@ -1,8 +1,9 @@
-"""Errors are data: one exception type per client-facing failure.
+"""Errors are data: every client-facing failure is one exception type, and all of them live here.
 
-Every route answers with the same JSON body, ``{"error": {"code": ..., "message": ...}}``;
-the mapping to HTTP status lives here and in ``api.errors`` only. Messages name the problem
-and never echo client data (tokens, image bytes).
+Each type carries its HTTP status, a stable code and headers (``Retry-After``,
+``WWW-Authenticate``). How an error is written out depends on the API contract: one renderer
+per envelope (native, legacy, PaddleX) in ``api.errors``. Messages name the problem and never
+echo client data (tokens, image bytes).
 """
 
 from __future__ import annotations
@@ -79,6 +80,42 @@ class BackendUnavailable(OCRError):
 
 class NotReady(BackendUnavailable):
     code = "not_ready"
+
+
+class Overloaded(BackendUnavailable):
+    """All in-flight slots busy and the queue full, or no slot within the queue timeout."""
+
+    code = "overloaded"
+
+
+class DeadlineExceeded(BackendUnavailable):
+    code = "deadline_exceeded"
+
+
+class ShuttingDown(BackendUnavailable):
+    code = "shutting_down"
+
+
+# --- 429 ---
+class RateLimited(OCRError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+# --- other HTTP-level failures (unknown route, wrong method), from the framework ---
+class HTTPFailure(OCRError):
+    def __init__(self, status_code: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message, headers=headers)
+        self.status_code = status_code
+        self.code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(status_code, "http_error")
+
+
+class InternalError(OCRError):
+    def __init__(self, message: str = "internal error; the request was not processed"):
+        super().__init__(message)
 
 
 class BackendError(OCRError):

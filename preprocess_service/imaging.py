@@ -13,7 +13,6 @@ import struct
 import warnings
 
 import cv2
-
 import numpy as np
 import pybase64
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -61,7 +60,7 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
+            im: Image.Image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise UnsupportedImageFormat(f"the data is not an image in a supported format ({SUPPORTED_LIST})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

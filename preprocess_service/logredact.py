@@ -6,7 +6,7 @@ import logging
 import re
 
 SENSITIVE_PARAMS = ("key", "token", "access_token", "api_key", "apikey", "auth", "password", "secret")
-_QUERY_SECRET = re.compile(r"(?i)([?&](?:%s)=)[^&#\s\"]*" % "|".join(SENSITIVE_PARAMS))
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:" + "|".join(SENSITIVE_PARAMS) + r")=)[^&#\s\"]*")
 
 
 def redact_url(text: str) -> str:

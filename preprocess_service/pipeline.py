@@ -42,6 +42,16 @@ class TextLine:
     box: np.ndarray  # (4, 2) float32, source-image pixels
 
 
+@dataclass(frozen=True)
+class EffectiveSettings:
+    """What a request really runs with: its own options, else the service settings, else the
+    model's inference.yml."""
+
+    resize: detection.ResizePolicy
+    db: detection.DBParams
+    rec_score_thresh: float
+
+
 @dataclass
 class PipelineResult:
     lines: list[TextLine]
@@ -58,7 +68,7 @@ class Pipeline:
         self.cls = cls
 
     @classmethod
-    async def create(cls_, settings: Settings, backend: InferenceBackend) -> "Pipeline":
+    async def create(cls_, settings: Settings, backend: InferenceBackend) -> Pipeline:
         names = settings.model_names
         det = load_spec(settings.model_repository, names["det"])
         rec = load_spec(settings.model_repository, names["rec"])
@@ -86,7 +96,7 @@ class Pipeline:
         """One small run through every model, and a check that the dictionary fits the model."""
         img = np.full((64, 256, 3), 255, dtype=np.uint8)
         img[24:40, 32:224] = 0
-        await self.run(img, PipelineOptions(use_textline_orientation=self.cls is not None, rec_score_thresh=0.0))
+        await self.read(img, PipelineOptions(use_textline_orientation=self.cls is not None, rec_score_thresh=0.0))
         probe = np.zeros((1, 3, self.rec.image_height, self.rec.base_width), dtype=np.float32)
         out = await self._run1(self.rec.name, probe)  # the full softmax, once
         recognition.ctc_decode(out, self.rec.charset)  # raises on a dictionary/model mismatch
@@ -105,9 +115,7 @@ class Pipeline:
         probs = await self._run1(self.rec.name, tensor)
         return recognition.ctc_decode(probs, self.rec.charset)
 
-    def effective_settings(self, opts: PipelineOptions) -> tuple[detection.ResizePolicy, detection.DBParams, float]:
-        """What a request really runs with: its own options, else the service settings, else
-        the model's inference.yml."""
+    def effective_settings(self, opts: PipelineOptions) -> EffectiveSettings:
         s = self.settings
         policy = detection.ResizePolicy(
             limit_side_len=opts.det_limit_side_len or s.det_limit_side_len,
@@ -122,15 +130,17 @@ class Pipeline:
             max_candidates=s.det_max_candidates,
         )
         score_thresh = s.rec_score_thresh if opts.rec_score_thresh is None else opts.rec_score_thresh
-        return policy, params, score_thresh
+        return EffectiveSettings(policy, params, score_thresh)
 
-    async def run(self, img: np.ndarray, opts: PipelineOptions) -> PipelineResult:
+    async def read(self, img: np.ndarray, opts: PipelineOptions) -> PipelineResult:
+        """The text lines of one BGR image: detection -> crop -> [orientation] -> recognition."""
         s = self.settings
         timings: dict[str, float] = {}
         use_cls = s.orientation_default if opts.use_textline_orientation is None else opts.use_textline_orientation
         if use_cls and self.cls is None:
             raise InvalidRequest("use_textline_orientation needs a classifier model, and none is loaded")
-        policy, params, score_thresh = self.effective_settings(opts)
+        eff = self.effective_settings(opts)
+        policy, params, score_thresh = eff.resize, eff.db, eff.rec_score_thresh
 
         # detection
         t0 = time.perf_counter()
@@ -170,9 +180,9 @@ class Pipeline:
         timings["recognition"] = (time.perf_counter() - t2) * 1000
 
         lines = []
-        for box, res in zip(boxes, texts):
-            assert res is not None
-            text, conf = res
+        for box, read in zip(boxes, texts):
+            assert read is not None
+            text, conf = read
             if text and conf >= score_thresh:
                 lines.append(TextLine(text=text, confidence=conf, box=box))
         return PipelineResult(lines=lines, used_cls=use_cls, timings_ms=timings)

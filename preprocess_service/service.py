@@ -1,72 +1,142 @@
-"""One OCR request from decoded JSON to response schema: decode -> pipeline -> assemble."""
+"""The one entry point of every route: sources in, OCR results out.
+
+``OCRService.process`` owns everything between a route and the pipeline: admission (slots,
+queue, rate limit, deadline), getting the bytes (base64, upload or an allow-listed URL),
+decoding images and PDF pages within the limits, running the pipeline on each page, and the
+optional visualisation. A route only maps its contract's request to ``Source``s and
+``PipelineOptions``, and the ``Processed`` result to its contract's envelope.
+
+Verbs: ``Admission.admit`` (may this job start), ``OCRService.process`` (one request),
+``Pipeline.read`` (one page through the stages), ``InferenceBackend.run`` (one model call).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
 
-from . import metrics, visualize
+import numpy as np
+
+from . import fetch, metrics, visualize
+from .admission import Admission
+from .backends.base import InferenceBackend
 from .documents import load_pages
 from .errors import PayloadTooLarge
-from .backends.base import InferenceBackend
 from .imaging import decode_base64, decode_image
-from .pipeline import Pipeline, PipelineOptions
-from .schemas import Line, ModelInfo, OCRRequest, OCRResponse
+from .pipeline import EffectiveSettings, Pipeline, PipelineOptions
+from .schemas import Line, ModelInfo, OCRResponse
 from .settings import Settings
 
 
+@dataclass(frozen=True)
+class Source:
+    """One input document as the client sent it."""
+
+    # base64 text or a data: URL ("base64"); bytes, or an async reader of them such as an upload's
+    # read ("raw"); an http(s) URL ("url")
+    data: str | bytes | Callable[[], Awaitable[bytes]]
+    encoding: Literal["base64", "raw", "url"] = "base64"
+    kind: Literal["image", "pdf", "auto"] = "image"  # "auto": a PDF or an image, by content
+    field: str = "image"  # the request field it came in, for error messages
+    name: str | None = None  # an uploaded file's name, echoed in the result
+
+
+@dataclass
+class Document:
+    kind: Literal["image", "pdf"]
+    pages: list[OCRResponse]
+
+
+@dataclass
+class Processed:
+    documents: list[Document]
+    settings: EffectiveSettings  # what the request really ran with
+
+    @property
+    def pages(self) -> list[OCRResponse]:
+        return [page for doc in self.documents for page in doc.pages]
+
+
 class OCRService:
-    def __init__(self, settings: Settings, backend: InferenceBackend, pipeline: Pipeline):
+    def __init__(self, settings: Settings, backend: InferenceBackend, pipeline: Pipeline, admission: Admission):
         self.settings = settings
         self.backend = backend
         self.pipeline = pipeline
+        self.admission = admission
 
     @classmethod
-    async def create(cls, settings: Settings, backend: InferenceBackend) -> "OCRService":
+    async def create(cls, settings: Settings, backend: InferenceBackend,
+                     admission: Admission | None = None) -> OCRService:
         pipeline = await Pipeline.create(settings, backend)
         await pipeline.warmup()
-        return cls(settings, backend, pipeline)
+        return cls(settings, backend, pipeline, admission or Admission.from_settings(settings))
 
-    async def ocr(self, req: OCRRequest) -> OCRResponse:
-        t0 = time.perf_counter()
-        data = await asyncio.to_thread(decode_base64, req.image)
-        img = await asyncio.to_thread(decode_image, data, self.settings.max_image_pixels)
-        res = await self.ocr_image(img, self.options(req), t0)
-        return await self._visualized(res, img) if req.visualize else res
+    @property
+    def model_names(self) -> dict[str, str | None]:
+        return self.pipeline.model_names
+
+    async def ready(self) -> bool:
+        return await self.backend.ready()
+
+    async def process(self, sources: list[Source], opts: PipelineOptions, *, visualize: bool = False,
+                      identity: str | None = None) -> Processed:
+        """OCR of every image and PDF page of ``sources``, in order, once admitted."""
+        limit = self.settings.max_images_per_request
+        if len(sources) > limit:
+            raise PayloadTooLarge(f"more than the {limit} images allowed per request")
+        settings = self.pipeline.effective_settings(opts)
+
+        async def job() -> Processed:
+            loaded = []
+            total = 0
+            for src in sources:
+                t0 = time.perf_counter()
+                kind, images = await self._load(src)
+                total += len(images)
+                if total > limit:
+                    raise PayloadTooLarge(f"more than the {limit} images (pages) allowed per request")
+                loaded.append((src, kind, images, t0))
+            documents = []
+            for src, kind, images, t0 in loaded:
+                pages = []
+                for i, img in enumerate(images):
+                    res = await self.read_page(img, opts, t0 if i == 0 else None)
+                    res.page, res.source = (i + 1 if kind == "pdf" else None), src.name
+                    if visualize:
+                        res.visualization = await self._visualization(res, img)
+                    pages.append(res)
+                documents.append(Document(kind, pages))
+            return Processed(documents, settings)
+
+        return await self.admission.admit(job, identity)
+
+    async def _load(self, src: Source) -> tuple[Literal["image", "pdf"], list[np.ndarray]]:
+        s = self.settings
+        if src.encoding == "url":
+            data = await fetch.fetch(str(src.data), s.url_allowed_hosts, s.max_body_bytes)
+        elif src.encoding == "base64":
+            data = await asyncio.to_thread(decode_base64, str(src.data), src.field)
+        else:
+            data = src.data if isinstance(src.data, bytes) else await src.data()  # type: ignore[operator]
+        if src.kind == "image":
+            return "image", [await asyncio.to_thread(decode_image, data, s.max_image_pixels)]
+        kind, pages = await asyncio.to_thread(load_pages, data, src.kind, s.max_pdf_pages, s.max_image_pixels)
+        return ("pdf" if kind == "pdf" else "image"), pages
 
     @staticmethod
-    def options(req) -> PipelineOptions:
-        return PipelineOptions(**req.model_dump(include=set(PipelineOptions.__dataclass_fields__)))
-
-    async def _visualized(self, res: OCRResponse, img) -> OCRResponse:
+    async def _visualization(res: OCRResponse, img: np.ndarray) -> str:
         jpeg = await asyncio.to_thread(visualize.draw, img, [ln.box for ln in res.lines], [ln.text for ln in res.lines])
-        res.visualization = base64.b64encode(jpeg).decode()
-        return res
+        return base64.b64encode(jpeg).decode()
 
-    async def ocr_documents(self, documents: list[tuple[str | None, bytes]], req) -> list[OCRResponse]:
-        """Several files (images or PDFs): one result per image or PDF page, in order, within the
-        images-per-request limit."""
-        s = self.settings
-        opts = self.options(req)
-        pages: list[tuple[str | None, int | None, object]] = []
-        for name, data in documents:
-            kind, imgs = await asyncio.to_thread(load_pages, data, "auto", s.max_pdf_pages, s.max_image_pixels)
-            pages += [(name, i + 1 if kind == "pdf" else None, img) for i, img in enumerate(imgs)]
-            if len(pages) > s.max_images_per_request:
-                raise PayloadTooLarge(f"more than the {s.max_images_per_request} images (pages) allowed per request")
-        results = []
-        for name, page, img in pages:
-            res = await self.ocr_image(img, opts)
-            res.page, res.source = page, name
-            results.append(await self._visualized(res, img) if req.visualize else res)
-        return results
-
-    async def ocr_image(self, img, opts: PipelineOptions, t0: float | None = None) -> OCRResponse:
+    async def read_page(self, img: np.ndarray, opts: PipelineOptions, t0: float | None = None) -> OCRResponse:
         """OCR of one decoded BGR image (t0: when decoding started, for the decode timing)."""
         t1 = time.perf_counter()
         t0 = t1 if t0 is None else t0
-        result = await self.pipeline.run(img, opts)
+        result = await self.pipeline.read(img, opts)
         lines = [
             Line(text=ln.text, confidence=round(ln.confidence, 6), box=ln.box.round().astype(int).tolist())
             for ln in result.lines

@@ -10,23 +10,14 @@ import math
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
+
+from .model_sets import DEFAULT_MODEL_SET, MODEL_SETS, ModelFolders
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-# Named model sets: which folders of the model repository make up a pipeline.
-MODEL_SETS: dict[str, dict[str, str | None]] = {
-    "ppocrv6_small": {"det": "ppocrv6_small_det", "rec": "ppocrv6_small_rec", "cls": "ppocr_textline_cls"},
-    "ppocrv6_tiny": {"det": "ppocrv6_tiny_det", "rec": "ppocrv6_tiny_rec", "cls": "ppocr_textline_cls"},
-    "ppocrv5_mobile": {"det": "ppocrv5_mobile_det", "rec": "ppocrv5_mobile_rec", "cls": "ppocr_textline_cls"},
-}
-# The v5 set was published with the classifier switched on; the v6 sets without.
-MODEL_SET_ORIENTATION_DEFAULT = {"ppocrv6_small": False, "ppocrv6_tiny": False, "ppocrv5_mobile": True}
-
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OCR_", extra="ignore", frozen=True)
@@ -34,7 +25,7 @@ class Settings(BaseSettings):
     # --- models and backend ---
     backend: Literal["onnxruntime", "triton"] = "onnxruntime"
     model_repository: Path = PROJECT_ROOT / "model_repository"
-    model_set: Literal["ppocrv6_small", "ppocrv6_tiny", "ppocrv5_mobile"] = "ppocrv6_small"
+    model_set: str = Field(default=DEFAULT_MODEL_SET, json_schema_extra={"enum": sorted(MODEL_SETS)})  # type: ignore[dict-item]
     det_model: str | None = None  # overrides the set's detection folder
     rec_model: str | None = None
     cls_model: str | None = None
@@ -125,6 +116,13 @@ class Settings(BaseSettings):
             return [item.strip() for item in v.split(",") if item.strip()]
         return v
 
+    @field_validator("model_set")
+    @classmethod
+    def _known_model_set(cls, v: str) -> str:
+        if v not in MODEL_SETS:
+            raise ValueError(f"unknown model set {v!r}; choose one of {', '.join(sorted(MODEL_SETS))}")
+        return v
+
     @model_validator(mode="after")
     def _need_a_token_source(self):
         if not self.api_tokens and self.api_tokens_file is None:
@@ -135,18 +133,17 @@ class Settings(BaseSettings):
 
     # --- derived ---
     @property
-    def model_names(self) -> dict[str, str | None]:
-        chosen = dict(MODEL_SETS[self.model_set])
-        for kind, override in (("det", self.det_model), ("rec", self.rec_model), ("cls", self.cls_model)):
-            if override:
-                chosen[kind] = override
-        return chosen
+    def model_names(self) -> ModelFolders:
+        """The model-repository folders in use: the set's, with any per-role override."""
+        chosen = MODEL_SETS[self.model_set].folders()
+        return {"det": self.det_model or chosen["det"], "rec": self.rec_model or chosen["rec"],
+                "cls": self.cls_model or chosen["cls"]}
 
     @property
     def orientation_default(self) -> bool:
         if self.use_textline_orientation is not None:
             return self.use_textline_orientation
-        return MODEL_SET_ORIENTATION_DEFAULT[self.model_set]
+        return MODEL_SETS[self.model_set].orientation_default
 
     @property
     def in_flight_limit(self) -> int:
@@ -181,9 +178,9 @@ def available_cores() -> int:
         cores = os.cpu_count() or 1
     quota = None
     try:  # cgroup v2
-        q, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if q != "max":
-            quota = int(q) / int(period)
+        max_text, period_text = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if max_text != "max":
+            quota = int(max_text) / int(period_text)
     except (OSError, ValueError):
         try:  # cgroup v1
             q = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())

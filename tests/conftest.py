@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
-
-import secrets
 
 import httpx
 import pytest
 
-from preprocess_service.localserver import LocalServer, free_port
 from evaluation import EVAL_DIR
+from harness.localserver import LocalServer, free_port
 from triton_local.launch import LocalTriton
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +58,7 @@ class Server:
 def server(tmp_path_factory, repository) -> Server:
     """The service started the way `make serve` starts it: no token configured, so it generates
     one into a (temporary) token file and uses it."""
-    from preprocess_service.localserver import LocalServer
+    from harness.localserver import LocalServer
 
     tmp = tmp_path_factory.mktemp("server")
     token_file = tmp / "secrets" / "api-tokens"

@@ -103,7 +103,7 @@ class LocalTriton:
         except (urllib.error.URLError, OSError):
             return False
 
-    def start(self, timeout: float = 180.0) -> "LocalTriton":
+    def start(self, timeout: float = 180.0) -> LocalTriton:
         self.workdir.mkdir(parents=True, exist_ok=True)
         prefix, env = prepare(self.venv, self.workdir)
         cmd = prefix + server_args(self.repository, self.http_port, self.grpc_port, self.metrics_port, self.models)
@@ -136,7 +136,7 @@ class LocalTriton:
             pass
         self.proc.wait()
 
-    def __enter__(self) -> "LocalTriton":
+    def __enter__(self) -> LocalTriton:
         return self.start()
 
     def __exit__(self, *exc) -> None:

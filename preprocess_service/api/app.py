@@ -13,11 +13,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from .. import logredact, metrics
 from ..admission import Admission
 from ..auth import TokenStore
-from ..backends import create_backend
+from ..backends import InferenceBackend, create_backend
 from ..service import OCRService
 from ..settings import Settings, get_settings
 from . import errors
 from .context import RequestContext
+from .deps import AppContext
 from .limits import BodySizeLimit
 from .routes import demo, health, legacy, ocr, paddlex
 from .routes import metrics as metrics_route
@@ -25,18 +26,14 @@ from .routes import metrics as metrics_route
 log = logging.getLogger("preprocess_service")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, backend: InferenceBackend | None = None) -> FastAPI:
+    """The application; ``backend`` replaces the one the settings name (the in-process API tests
+    pass a fake one)."""
     settings = settings or get_settings()
     logredact.install()
     tokens = TokenStore(settings.api_tokens, settings.api_tokens_file)
-    admission = Admission(
-        max_in_flight=settings.in_flight_limit,
-        max_queue=settings.queue_limit,
-        queue_timeout_s=settings.queue_timeout_s,
-        deadline_s=settings.request_timeout_s,
-        rate_per_minute=settings.rate_limit_per_minute,
-        rate_burst=settings.rate_limit_burst,
-    )
+    admission = Admission.from_settings(settings)
+    context = AppContext(settings, tokens, admission)
 
     def install_drain_on_sigterm() -> None:
         """SIGTERM: readiness false and new OCR requests refused at once; after
@@ -58,22 +55,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        backend = create_backend(settings)
+        chosen = backend or create_backend(settings)
         install_drain_on_sigterm()
         try:
-            app.state.service = await OCRService.create(settings, backend)
-            providers = backend.describe()
-            for role, model in app.state.service.pipeline.model_names.items():
+            service = context.service = await OCRService.create(settings, chosen, admission)
+            providers = chosen.describe()
+            for role, model in service.pipeline.model_names.items():
                 if model:
-                    metrics.MODEL_INFO.labels(role, model, backend.name, providers.get(model, "unknown")).set(1)
+                    metrics.MODEL_INFO.labels(role, model, chosen.name, providers.get(model, "unknown")).set(1)
             log.info(
                 "ready: backend=%s models=%s providers=%s tokens=%d",
-                backend.name, app.state.service.pipeline.model_names, backend.describe(), tokens.count,
+                chosen.name, service.pipeline.model_names, providers, tokens.count,
             )
             yield
         finally:
-            app.state.service = None
-            await backend.close()
+            context.service = None
+            await chosen.close()
             metrics.process_exit()
 
     app = FastAPI(
@@ -83,17 +80,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "Send a base64 image with a bearer token; get every text line with its box and confidence.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.tokens = tokens
-    app.state.admission = admission
-    app.state.service = None
+    app.state.context = context
     errors.install(app)
     app.include_router(health.router)
     app.include_router(ocr.router)
     app.include_router(legacy.router)
     app.include_router(paddlex.router)
     app.include_router(demo.router)
-    app.add_exception_handler(legacy.LegacyAuthError, legacy.legacy_auth_response)
     app.include_router(metrics_route.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:  # off unless origins are configured

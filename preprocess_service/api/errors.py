@@ -1,31 +1,36 @@
-"""Map every failure to a status and the one JSON error body. Never echo client data."""
+"""Every failure written out in its contract's envelope: one renderer per envelope.
+
+- ``native``: ``{"error": {"code", "message"}}`` for /v1/* and everything else;
+- ``legacy``: the original API's exact 401 body, native otherwise;
+- ``paddlex``: PaddleX's ``{"logId", "errorCode", "errorMsg"}`` with the HTTP status as errorCode.
+
+The error types themselves all live in ``preprocess_service.errors``; framework exceptions
+(validation, unknown route) are turned into those types first (``as_ocr_error``), so every
+envelope says the same thing. Never echo client data.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import metrics
-from ..errors import BackendError, BackendUnavailable, OCRError
+from ..errors import BackendError, BackendUnavailable, HTTPFailure, InternalError, InvalidRequest, OCRError, Unauthorized
+from ..logs import request_id
+from .deps import get_context
 
 log = logging.getLogger(__name__)
 
-
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+LEGACY_AUTH_BODY = {"response": {"ProcessType": "F", "ErrorMessage": "Authentification error"}}
 
 
-def count_backend_error(request: Request, exc: OCRError) -> None:
-    """Backend failures are counted wherever they are answered, in whatever envelope."""
-    if isinstance(exc, (BackendUnavailable, BackendError)):
-        metrics.BACKEND_ERRORS.labels(request.app.state.settings.backend, exc.code).inc()
-
-
-def _describe_validation(exc: RequestValidationError) -> str:
+def describe_validation(exc: RequestValidationError) -> str:
     """Where and what, never the offending value (it may be an image or a token)."""
     parts = []
     for err in exc.errors()[:10]:
@@ -44,23 +49,72 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def install(app: FastAPI) -> None:
-    @app.exception_handler(OCRError)
-    async def _ocr_error(request: Request, exc: OCRError):
-        count_backend_error(request, exc)
-        return error_response(exc.status_code, exc.code, exc.message, exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError):
-        return error_response(422, "invalid_request", _describe_validation(exc))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException):
-        code = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}.get(exc.status_code, "http_error")
+def as_ocr_error(exc: Exception) -> OCRError:
+    if isinstance(exc, OCRError):
+        return exc
+    if isinstance(exc, RequestValidationError):
+        return InvalidRequest(describe_validation(exc))
+    if isinstance(exc, StarletteHTTPException):
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
-        return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+        return HTTPFailure(exc.status_code, message, getattr(exc, "headers", None))
+    return InternalError()
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception):
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", "internal error; the request was not processed")
+
+def native(err: OCRError) -> JSONResponse:
+    return JSONResponse({"error": {"code": err.code, "message": err.message}}, status_code=err.status_code,
+                        headers=err.headers or None)
+
+
+def legacy(err: OCRError) -> JSONResponse:
+    if isinstance(err, Unauthorized):
+        return JSONResponse(LEGACY_AUTH_BODY, status_code=401)
+    return native(err)
+
+
+def paddlex(err: OCRError) -> JSONResponse:
+    body = {"logId": request_id.get() or "", "errorCode": err.status_code, "errorMsg": err.message}
+    return JSONResponse(body, status_code=err.status_code, headers=err.headers or None)
+
+
+def _answer(request: Request, exc: Exception, render: Callable[[OCRError], JSONResponse]) -> JSONResponse:
+    err = as_ocr_error(exc)
+    if isinstance(err, InternalError) and err is not exc:
+        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    if isinstance(err, (BackendUnavailable, BackendError)):  # counted in whatever envelope it is answered
+        metrics.BACKEND_ERRORS.labels(get_context(request).settings.backend, err.code).inc()
+    return render(err)
+
+
+class EnvelopeRoute(APIRoute):
+    """A route whose errors (auth and validation included) are written by ``render``."""
+
+    render: Callable[[OCRError], JSONResponse] = staticmethod(native)
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def wrapped(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Exception as exc:  # every failure gets this contract's envelope
+                return _answer(request, exc, type(self).render)
+
+        return wrapped
+
+
+class LegacyRoute(EnvelopeRoute):
+    render = staticmethod(legacy)
+
+
+class PaddleXRoute(EnvelopeRoute):
+    render = staticmethod(paddlex)
+
+
+def install(app: FastAPI) -> None:
+    """Native envelope for everything outside an EnvelopeRoute (unknown paths, middleware)."""
+
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        return _answer(request, exc, native)
+
+    for exc_type in (OCRError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(exc_type, handler)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import orjson
-
 from ..errors import PayloadTooLarge
+from .errors import native
 
 
 class BodySizeLimit:
@@ -12,16 +11,11 @@ class BodySizeLimit:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def _reject(self, send, message: str):
-        exc = PayloadTooLarge(message)
-        body = orjson.dumps({"error": {"code": exc.code, "message": exc.message}})
-        await send({
-            "type": "http.response.start",
-            "status": exc.status_code,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                        (b"connection", b"close")],
-        })
-        await send({"type": "http.response.body", "body": body})
+    @staticmethod
+    async def _reject(scope, receive, send, message: str):
+        response = native(PayloadTooLarge(message))
+        response.headers["connection"] = "close"
+        await response(scope, receive, send)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -34,7 +28,7 @@ class BodySizeLimit:
                 except ValueError:
                     declared = -1
                 if declared > limit:
-                    return await self._reject(send, f"request body of {declared} bytes is over the {limit}-byte limit")
+                    return await self._reject(scope, receive, send, f"request body of {declared} bytes is over the {limit}-byte limit")
         # Read the whole body (bounded), then replay it: chunked uploads are limited too.
         chunks, total = [], 0
         while True:
@@ -44,7 +38,7 @@ class BodySizeLimit:
             chunk = message.get("body", b"")
             total += len(chunk)
             if total > limit:
-                return await self._reject(send, f"request body is over the {limit}-byte limit")
+                return await self._reject(scope, receive, send, f"request body is over the {limit}-byte limit")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break

@@ -66,7 +66,7 @@ class TritonBackend(InferenceBackend):
                         if model not in self._io:
                             await self._describe_model(model)
                         loaded.append(model)
-                except (InferenceServerException, *_CONNECTION_ERRORS, asyncio.TimeoutError):
+                except (TimeoutError, InferenceServerException, *_CONNECTION_ERRORS):
                     pass
             return loaded
         deadline = time.monotonic() + self._startup_timeout
@@ -81,7 +81,7 @@ class TritonBackend(InferenceBackend):
                         pending.remove(model)
                     else:
                         last_error = f"model {model} not ready"
-            except (InferenceServerException, *_CONNECTION_ERRORS, asyncio.TimeoutError) as exc:
+            except (TimeoutError, InferenceServerException, *_CONNECTION_ERRORS) as exc:
                 last_error = f"{type(exc).__name__}: {exc}"
             if pending:
                 if time.monotonic() > deadline:
@@ -109,7 +109,7 @@ class TritonBackend(InferenceBackend):
                     self._get_client().infer(model, infer_inputs, outputs=requested), self._timeout
                 )
                 return {n: result.as_numpy(n) for n in outputs}
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise BackendUnavailable(f"the inference server did not answer within {self._timeout:g}s") from None
             except _CONNECTION_ERRORS as exc:
                 if attempt < self._retries:

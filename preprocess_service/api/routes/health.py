@@ -1,9 +1,12 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import cast
+
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from ...schemas import Health, Readiness
+from ..deps import Context
 
 router = APIRouter(tags=["health"])
 
@@ -15,18 +18,18 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
-async def readyz(request: Request):
+async def readyz(ctx: Context) -> JSONResponse:
     """The models are loaded and the backend can serve (no token needed)."""
-    service = getattr(request.app.state, "service", None)
-    settings = request.app.state.settings
+    service = ctx.service
     if service is None:
-        body = Readiness(ready=False, backend=settings.backend, models=settings.model_names, detail="loading models")
+        body = Readiness(ready=False, backend=ctx.settings.backend, models=cast(dict[str, str | None], ctx.settings.model_names),
+                         detail="loading models")
         return JSONResponse(body.model_dump(), status_code=503)
-    if request.app.state.admission.draining:
-        body = Readiness(ready=False, backend=service.backend.name, models=service.pipeline.model_names,
+    if ctx.admission.draining:
+        body = Readiness(ready=False, backend=service.backend.name, models=service.model_names,
                          detail="shutting down")
         return JSONResponse(body.model_dump(), status_code=503)
-    ok = await service.backend.ready()
-    body = Readiness(ready=ok, backend=service.backend.name, models=service.pipeline.model_names,
+    ok = await service.ready()
+    body = Readiness(ready=ok, backend=service.backend.name, models=service.model_names,
                      detail=None if ok else "backend not ready")
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)

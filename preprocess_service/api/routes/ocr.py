@@ -1,20 +1,21 @@
+"""The native API: /v1/ocr (one image), /v1/ocr/batch (several), /v1/ocr/upload (multipart)."""
+
 from __future__ import annotations
 
-import asyncio
 import json
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import ValidationError
 
-from ...errors import InvalidRequest, PayloadTooLarge
-from ...imaging import decode_base64
+from ...errors import InvalidRequest
+from ...pipeline import PipelineOptions
 from ...schemas import ErrorResponse, OCRBatchRequest, OCRBatchResponse, OCROptions, OCRRequest, OCRResponse
-from ...service import OCRService
-from ..deps import get_service, require_token
+from ...service import Source
+from ..deps import Identity, ServiceDep
 
 router = APIRouter(tags=["ocr"])
 
-_ERRORS = {
+_ERRORS: dict[int | str, dict] = {
     400: {"model": ErrorResponse, "description": "Invalid base64, or a corrupt or truncated image."},
     401: {"model": ErrorResponse, "description": "Missing or invalid bearer token."},
     413: {"model": ErrorResponse, "description": "Body over the size limit, or more pixels than allowed."},
@@ -26,46 +27,39 @@ _ERRORS = {
 }
 
 
+def pipeline_options(req: OCROptions) -> PipelineOptions:
+    return PipelineOptions(**req.model_dump(include=set(PipelineOptions.__dataclass_fields__)))
+
+
 @router.post("/v1/ocr", response_model=OCRResponse, responses=_ERRORS)
-async def ocr(req: OCRRequest, request: Request, identity: str = Depends(require_token),
-              service: OCRService = Depends(get_service)) -> OCRResponse:
+async def ocr(req: OCRRequest, identity: Identity, service: ServiceDep) -> OCRResponse:
     """Every line of text in the image, with its box and confidence, in reading order."""
-    return await request.app.state.admission.run(lambda: service.ocr(req), identity)
+    done = await service.process([Source(req.image)], pipeline_options(req), visualize=req.visualize, identity=identity)
+    return done.pages[0]
 
 
 @router.post("/v1/ocr/batch", response_model=OCRBatchResponse, responses=_ERRORS)
-async def ocr_batch(req: OCRBatchRequest, request: Request, identity: str = Depends(require_token),
-                    service: OCRService = Depends(get_service)) -> OCRBatchResponse:
+async def ocr_batch(req: OCRBatchRequest, identity: Identity, service: ServiceDep) -> OCRBatchResponse:
     """Several images (or PDFs) in one JSON request; one result per image or page, in order."""
-    if len(req.images) > service.settings.max_images_per_request:
-        raise PayloadTooLarge(f"more than the {service.settings.max_images_per_request} images allowed per request")
-
-    async def job():
-        docs = [(None, await asyncio.to_thread(decode_base64, v, f"images[{i}]")) for i, v in enumerate(req.images)]
-        return await service.ocr_documents(docs, req)
-
-    return OCRBatchResponse(results=await request.app.state.admission.run(job, identity))
+    sources = [Source(v, kind="auto", field=f"images[{i}]") for i, v in enumerate(req.images)]
+    done = await service.process(sources, pipeline_options(req), visualize=req.visualize, identity=identity)
+    return OCRBatchResponse(results=done.pages)
 
 
 @router.post("/v1/ocr/upload", responses={**_ERRORS, 200: {"description": "One file: the /v1/ocr result; "
              "several files or a multi-page PDF: {\"results\": [...]}"}})
-async def ocr_upload(request: Request, file: list[UploadFile] = File(..., description="image or PDF; repeat for several"),
-                     options: str | None = Form(None, description="JSON object of /v1/ocr options"),
-                     identity: str = Depends(require_token), service: OCRService = Depends(get_service)):
+async def ocr_upload(identity: Identity, service: ServiceDep,
+                     file: list[UploadFile] = File(..., description="image or PDF; repeat for several"),
+                     options: str | None = Form(None, description="JSON object of /v1/ocr options")):
     """Multipart upload (form field `file`, repeatable). One image answers the same JSON as
     /v1/ocr; several files or PDF pages answer {"results": [...]}."""
     try:
         opts = OCROptions.model_validate(json.loads(options) if options else {})
     except (ValueError, ValidationError):
         raise InvalidRequest("options must be a JSON object of valid /v1/ocr options") from None
-    if len(file) > service.settings.max_images_per_request:
-        raise PayloadTooLarge(f"more than the {service.settings.max_images_per_request} files allowed per request")
-    docs = [(f.filename, await f.read()) for f in file]
-
-    async def job():
-        return await service.ocr_documents(docs, opts)
-
-    results = await request.app.state.admission.run(job, identity)
-    if len(results) == 1 and results[0].page is None:
-        return results[0]
-    return OCRBatchResponse(results=results)
+    sources = [Source(f.read, encoding="raw", kind="auto", field="file", name=f.filename) for f in file]
+    done = await service.process(sources, pipeline_options(opts), visualize=opts.visualize, identity=identity)
+    pages = done.pages
+    if len(pages) == 1 and pages[0].page is None:
+        return pages[0]
+    return OCRBatchResponse(results=pages)

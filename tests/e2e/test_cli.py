@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from preprocess_service.localserver import LocalServer
+from harness.localserver import LocalServer
 
 OCR = str(Path(sys.executable).parent / "ocr")
 

@@ -158,8 +158,8 @@ def test_paddlex_url_input_only_from_allow_listed_hosts(eval_dir, tmp_path):
     import http.server
     import threading
 
+    from harness.localserver import LocalServer, free_port
     from preprocess_service.fetch import host_allowed
-    from preprocess_service.localserver import LocalServer, free_port
 
     assert host_allowed("https://img.example.com/a.png", ["img.example.com"])
     assert not host_allowed("https://img.example.com.evil.net/a.png", ["img.example.com"])

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -29,9 +30,9 @@ class LocalServer:
         self._args = args or []
         self._log_path = log_path
         self.proc: subprocess.Popen | None = None
-        self._log = None
+        self._log: IO[bytes] | int | None = None
 
-    def start(self, timeout: float = 120.0) -> "LocalServer":
+    def start(self, timeout: float = 120.0) -> LocalServer:
         self._log = open(self._log_path, "wb") if self._log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "preprocess_service", *self._args],
@@ -60,11 +61,11 @@ class LocalServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self._log not in (None, subprocess.DEVNULL):
+        if not isinstance(self._log, (int, type(None))):
             self._log.close()
         return self.proc.returncode
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

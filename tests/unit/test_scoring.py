@@ -69,7 +69,7 @@ def test_accuracy_on_the_evaluation_set(pipeline, eval_dir):
     errors = chars = 0
     for item in load_items(eval_dir):
         img = decode_image(item.image.read_bytes(), 10**8)
-        result = run(pipeline.run(img, PipelineOptions()))
+        result = run(pipeline.read(img, PipelineOptions()))
         s = score_item([PredLine(ln.text, ln.box.tolist()) for ln in result.lines], item.gt_lines, item.rule, item.dont_care)
         errors += s.errors
         chars += s.gt_chars

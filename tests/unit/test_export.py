@@ -126,7 +126,7 @@ def test_the_service_loads_and_runs_the_exported_models(exported):
     run(pipe.warmup())  # includes the dictionary-vs-model class count check
     img = np.full((96, 160, 3), 255, np.uint8)
     img[30:60, 20:140] = 0
-    result = run(pipe.run(img, PipelineOptions(rec_score_thresh=0.0)))
+    result = run(pipe.read(img, PipelineOptions(rec_score_thresh=0.0)))
     assert all(set(ln.text) <= set(CHARS) | {" "} for ln in result.lines)  # untrained nets: any text, valid chars
 
 

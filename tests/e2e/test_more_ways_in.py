@@ -11,8 +11,6 @@ from PIL import Image
 from tests.helpers import b64, pdf_bytes, png_bytes, render_lines
 
 
-
-
 def test_upload_one_image_answers_like_v1(client, eval_dir):
     data = (eval_dir / "tess_phototest.png").read_bytes()
     up = client.post("/v1/ocr/upload", files={"file": ("page.png", data, "image/png")})

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from preprocess_service.localserver import LocalServer, free_port
+from harness.localserver import LocalServer, free_port
 from tests.conftest import ROOT
 from tests.helpers import b64
 

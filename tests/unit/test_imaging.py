@@ -159,8 +159,8 @@ def test_zero_bytes():
 
 def test_pixel_limit_is_checked_before_decoding():
     # a 20000x20000 PNG of one colour compresses to a few hundred KB: a decompression bomb
-    import zlib
     import struct
+    import zlib
 
     w = h = 20000
     raw = zlib.compress(b"".join(b"\x00" + b"\x00" * w for _ in range(64)))  # rows are never decoded

@@ -15,12 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import psutil
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from harness.localserver import LocalServer
 from preprocess_service import errors
 from preprocess_service.admission import TokenBuckets
 from preprocess_service.imaging import decode_base64, decode_image
-from preprocess_service.localserver import LocalServer
 from tests.helpers import b64
 
 TOKEN = "reliability-token-0123456789"

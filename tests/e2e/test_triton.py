@@ -162,7 +162,7 @@ def test_triton_restart_under_load(triton_service, triton, eval_dir):
 
 
 def test_stopping_the_local_triton_leaves_no_process(tmp_path):
-    from preprocess_service.localserver import free_port
+    from harness.localserver import free_port
     from tests.conftest import TRITON_VENV
     from triton_local.launch import LocalTriton
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from preprocess_service.localserver import LocalServer
+from harness.localserver import LocalServer
 from preprocess_service.settings import Settings, available_cores
 
 GPU_FIRST = {"OCR_API_TOKENS": "provider-test-token", "OCR_ORT_PROVIDERS": "CUDAExecutionProvider,CPUExecutionProvider"}

@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from preprocess_service.localserver import free_port
+from harness.localserver import free_port
 from tests.conftest import ROOT
 from tests.helpers import b64, png_bytes, render_lines
 
@@ -43,3 +43,14 @@ def test_make_serve_starts_the_embedded_service(tmp_path):
         proc.wait(30)
     out = proc.stdout.read().decode()
     assert "generated an API token in" in out and token not in out
+
+
+def test_make_serve_environment_holds_runtime_dependencies_only():
+    """`make serve` (run above, or now) installs no test, export or bench extras."""
+    serve_python = ROOT / ".venv-serve" / "bin" / "python"
+    if not serve_python.exists():
+        subprocess.run(["make", "-s", "serve-venv"], cwd=ROOT, check=True, timeout=900)
+    freeze = subprocess.run([str(serve_python), "-m", "pip", "freeze"], capture_output=True, text=True, check=True).stdout
+    installed = {line.split("==")[0].split(" @ ")[0].lower() for line in freeze.splitlines()}
+    assert {"fastapi", "onnxruntime", "tritonclient"} <= installed
+    assert not installed & {"paddlepaddle", "paddle2onnx", "pytest", "selenium", "schemathesis", "matplotlib", "ruff"}

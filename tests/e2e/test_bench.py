@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,8 +20,7 @@ import pytest
 from bench import dataset
 from bench.run import RAPID_VENV, stage_peer_models, start_peer
 from export_scripts.fetch_models import MODELS, sha256_bytes
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
 
 
 def test_labels_are_rendered_at_several_sizes(eval_dir):

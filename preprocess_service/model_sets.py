@@ -1,0 +1,43 @@
+"""The one registry of model sets: which model-repository folders make up a pipeline.
+
+Settings (``OCR_MODEL_SET``), the CLI (``--model-set``) and the evaluation take their choices
+from here; nothing else spells a model set out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypedDict
+
+
+class ModelFolders(TypedDict):
+    det: str
+    rec: str
+    cls: str | None
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    name: str
+    det: str
+    rec: str
+    cls: str | None
+    orientation_default: bool  # the set was published with the text-line classifier on
+    description: str
+
+    def folders(self) -> ModelFolders:
+        return {"det": self.det, "rec": self.rec, "cls": self.cls}
+
+
+MODEL_SETS: dict[str, ModelSet] = {
+    ms.name: ms
+    for ms in (
+        ModelSet("ppocrv6_small", "ppocrv6_small_det", "ppocrv6_small_rec", "ppocr_textline_cls", False,
+                 "PP-OCRv6 small (default)"),
+        ModelSet("ppocrv6_tiny", "ppocrv6_tiny_det", "ppocrv6_tiny_rec", "ppocr_textline_cls", False,
+                 "PP-OCRv6 tiny: faster, less accurate"),
+        ModelSet("ppocrv5_mobile", "ppocrv5_mobile_det", "ppocrv5_mobile_rec", "ppocr_textline_cls", True,
+                 "PP-OCRv5 mobile, with the text-line classifier on"),
+    )
+}
+DEFAULT_MODEL_SET = "ppocrv6_small"

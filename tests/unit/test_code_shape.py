@@ -1,0 +1,67 @@
+"""Structural rules of the package that are easy to break without noticing."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pkgutil
+from pathlib import Path
+
+import preprocess_service
+from preprocess_service import errors
+from preprocess_service.model_sets import MODEL_SETS
+from preprocess_service.settings import Settings
+
+PACKAGE = Path(preprocess_service.__file__).parent
+
+
+def _all_modules():
+    for info in pkgutil.walk_packages([str(PACKAGE)], prefix="preprocess_service."):
+        if info.name.endswith(("cli", "__main__")):
+            continue
+        importlib.import_module(info.name)
+
+
+def test_every_error_type_lives_in_the_errors_module():
+    _all_modules()
+    seen, stack = [], [errors.OCRError]
+    while stack:
+        cls = stack.pop()
+        seen.append(cls)
+        stack.extend(cls.__subclasses__())
+    elsewhere = sorted(f"{c.__module__}.{c.__name__}" for c in seen if c.__module__ != errors.__name__
+                       and c.__module__.startswith("preprocess_service"))
+    assert elsewhere == []
+
+
+def test_routes_do_not_reach_into_app_state_or_the_pipeline():
+    for path in (PACKAGE / "api" / "routes").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        attrs = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+        assert "state" not in attrs, f"{path.name} reads app.state: use the typed dependencies in api/deps.py"
+        assert "pipeline" not in attrs, f"{path.name} reaches into the pipeline: go through OCRService.process"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.endswith(("imaging", "documents", "fetch", "visualize")), \
+                    f"{path.name} decodes input itself ({node.module}): OCRService.process owns that"
+
+
+def test_app_state_is_read_in_one_place():
+    hits = [p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py") if "app.state." in p.read_text()
+            and p.name not in ("deps.py", "app.py")]
+    assert hits == []
+
+
+def test_model_set_choices_come_from_the_registry():
+    choices = Settings.model_json_schema()["properties"]["model_set"]["enum"]
+    assert choices == sorted(MODEL_SETS)
+    for name, ms in MODEL_SETS.items():
+        s = Settings(api_tokens="t", model_set=name)
+        assert s.model_names == ms.folders() and s.orientation_default is ms.orientation_default
+
+
+def test_no_test_helper_ships_in_the_runtime_package():
+    assert not (PACKAGE / "localserver.py").exists()
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        assert "import pytest" not in text and "harness" not in text, path
