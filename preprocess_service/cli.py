@@ -5,19 +5,23 @@
 
     ocr send --url URL --token TOKEN [--concurrency 4] [--retries 5] [--out FILE.jsonl] DIR
         Send every image/PDF in DIR to a running service (multipart /v1/ocr/upload) with bounded
-        concurrency, a progress bar on stderr, JSON Lines out, and retries on 503/429 (honouring
-        Retry-After) and on connection errors. Exit status 1 if any file failed.
+        concurrency, a progress bar on stderr when it is a terminal (else one summary line at the end),
+        JSON Lines out, and retries on 503/429 (honouring Retry-After, in seconds or as an HTTP date)
+        and on connection errors. Exit status 1 if any file failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import email.utils
 import json
+import math
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import UTC, datetime
 from pathlib import Path
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".pdf"}
@@ -27,6 +31,8 @@ SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".pdf"}
 
 
 async def _run_local(paths: list[Path], model_set: str, as_json: bool) -> int:
+    from pydantic import SecretStr
+
     from .backends import create_backend
     from .documents import load_pages
     from .errors import OCRError
@@ -35,7 +41,7 @@ async def _run_local(paths: list[Path], model_set: str, as_json: bool) -> int:
     from .settings import Settings
 
     # in-process only: nothing listens, so no API token is used
-    settings = Settings(api_tokens="local-cli-no-server", model_set=model_set)
+    settings = Settings(api_tokens=[SecretStr("local-cli-no-server")], model_set=model_set)
     backend = create_backend(settings)
     service = await OCRService.create(settings, backend)
     failed = 0
@@ -44,7 +50,7 @@ async def _run_local(paths: list[Path], model_set: str, as_json: bool) -> int:
             try:
                 kind, pages = load_pages(path.read_bytes(), "auto", settings.max_pdf_pages, settings.max_image_pixels)
                 for i, img in enumerate(pages):
-                    res = await service.ocr_image(img, PipelineOptions())
+                    res = await service.read_page(img, PipelineOptions())
                     page = i + 1 if kind == "pdf" else None
                     if as_json:
                         print(json.dumps({"file": str(path), "page": page, **res.model_dump(exclude_none=True)}, ensure_ascii=False))
@@ -66,24 +72,84 @@ async def _run_local(paths: list[Path], model_set: str, as_json: bool) -> int:
 # --- send -------------------------------------------------------------------------------------
 
 
+def _is_tty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # no isatty, or a closed stream
+        return False
+
+
 class Progress:
-    def __init__(self, total: int, stream=sys.stderr, width: int = 30):
+    """A progress bar redrawn in place (``\\r``) when the stream is a terminal; on anything else
+    (a file, a pipe, a CI log) no bar, only one summary line when all is done."""
+
+    def __init__(self, total: int, stream=None, width: int = 30):
         self.total, self.done, self.failed = total, 0, 0
-        self.stream, self.width = stream, width
+        self.stream = sys.stderr if stream is None else stream
+        self.width = width
+        self.tty = _is_tty(self.stream)
         self.start = time.monotonic()
         self.lock = threading.Lock()
+        self.finished = False
+
+    def _rate(self) -> float:
+        return self.done / max(time.monotonic() - self.start, 1e-9)
 
     def update(self, ok: bool) -> None:
         with self.lock:
             self.done += 1
             self.failed += 0 if ok else 1
-            filled = int(self.width * self.done / max(self.total, 1))
-            rate = self.done / max(time.monotonic() - self.start, 1e-9)
-            self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total}"
-                              f"  {rate:.1f} files/s  failed {self.failed}")
+            if self.tty:
+                filled = int(self.width * self.done / max(self.total, 1))
+                self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total}"
+                                  f"  {self._rate():.1f} files/s  failed {self.failed}")
+                if self.done == self.total:
+                    self.stream.write("\n")
+                self.stream.flush()
             if self.done == self.total:
-                self.stream.write("\n")
+                self._finish_locked()
+
+    def finish(self) -> None:
+        """The summary line, once (also for an empty folder)."""
+        with self.lock:
+            self._finish_locked()
+
+    def _finish_locked(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if not self.tty:
+            self.stream.write(f"{self.done}/{self.total} files  {self._rate():.1f} files/s  failed {self.failed}\n")
             self.stream.flush()
+
+
+DEFAULT_RETRY_AFTER_S = 1.0
+
+
+def retry_after_seconds(value: str | None, max_wait: float = 30.0, default: float = DEFAULT_RETRY_AFTER_S,
+                        now: datetime | None = None) -> float:
+    """Seconds to wait from a Retry-After header, which RFC 9110 allows as delay-seconds ("120")
+    or an HTTP-date ("Wed, 21 Oct 2015 07:28:00 GMT"), clamped to [0, max_wait]. A missing or
+    unparseable value gives ``default`` (clamped too)."""
+    def clamp(seconds: float) -> float:
+        return min(max(0.0, max_wait), max(0.0, seconds))
+
+    value = (value or "").strip()
+    if not value:
+        return clamp(default)
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return clamp(default)
+        if when.tzinfo is None:  # "-0000" or no zone: HTTP dates are in GMT
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if not math.isfinite(seconds):  # "nan", "inf"
+        return clamp(default)
+    return clamp(seconds)
 
 
 def _send_one(client, url: str, token: str, path: Path, retries: int, max_wait: float) -> dict:
@@ -97,7 +163,7 @@ def _send_one(client, url: str, token: str, path: Path, retries: int, max_wait: 
                                 headers={"Authorization": f"Bearer {token}"})
             if r.status_code in (429, 503) and attempt < retries:
                 attempt += 1
-                time.sleep(min(max_wait, float(r.headers.get("Retry-After", "1") or 1)))
+                time.sleep(retry_after_seconds(r.headers.get("Retry-After"), max_wait))
                 continue
             body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
             if r.status_code == 200:
@@ -113,7 +179,8 @@ def _send_one(client, url: str, token: str, path: Path, retries: int, max_wait: 
 
 
 def send(url: str, token: str, folder: Path, concurrency: int, retries: int, out, max_wait: float = 30.0,
-         progress_stream=sys.stderr) -> int:
+         progress_stream=None) -> int:
+    """progress_stream: where the progress goes (default: sys.stderr at call time)."""
     import httpx
 
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
@@ -129,6 +196,7 @@ def send(url: str, token: str, folder: Path, concurrency: int, retries: int, out
             out.write(json.dumps(rec, ensure_ascii=False) + "\n")
             out.flush()
             progress.update(ok)
+    progress.finish()
     return 1 if failed else 0
 
 

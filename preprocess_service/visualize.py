@@ -1,13 +1,73 @@
-"""Draw the found lines over the image: boxes and their text, returned as JPEG bytes."""
+"""Draw the found lines over the image: boxes and their text, returned as JPEG bytes.
+
+The text is drawn in a CJK-capable font (the recogniser reads Chinese, Japanese and Korean):
+OCR_VISUALIZE_FONT if set, else the first of CJK_FONTS present (the image installs Debian's
+fonts-wqy-microhei). Without one, Pillow's default font draws CJK characters as boxes; that is
+logged once."""
 
 from __future__ import annotations
+
+import functools
+import logging
+import os
 
 import cv2
 import numpy as np
 
+log = logging.getLogger(__name__)
+
+FONT_ENV = "OCR_VISUALIZE_FONT"
+# Debian's packages, smallest first: WenQuanYi Micro Hei (fonts-wqy-microhei, the one the image
+# and `make test` install), Droid Sans Fallback, Noto Sans CJK, WenQuanYi Zen Hei.
+CJK_FONTS = (
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+)
+
+
+def _loads(path: str) -> bool:
+    from PIL import ImageFont
+
+    try:
+        ImageFont.truetype(path, 12)
+        return True
+    except OSError:
+        return False
+
+
+@functools.lru_cache(maxsize=8)
+def _find_font(override: str | None) -> str | None:
+    if override:
+        if _loads(override):
+            return override
+        log.warning("%s=%s cannot be loaded as a font; looking for a CJK font elsewhere", FONT_ENV, override)
+    for path in CJK_FONTS:
+        if os.path.exists(path) and _loads(path):
+            return path
+    log.warning("no CJK-capable font found (looked for %s): visualisations draw Chinese, Japanese and Korean "
+                "text as boxes. Install fonts-wqy-microhei, or set %s to a font file that has the glyphs.",
+                ", ".join(([override] if override else []) + list(CJK_FONTS)) or "none", FONT_ENV)
+    return None
+
+
+def font_path() -> str | None:
+    """The font file visualisations draw text with, or None for Pillow's default (no CJK glyphs).
+    Looked up once per value of OCR_VISUALIZE_FONT."""
+    return _find_font(os.environ.get(FONT_ENV) or None)
+
 
 def draw(img: np.ndarray, boxes: list[list[list[int]]], texts: list[str], quality: int = 85) -> bytes:
     from PIL import Image, ImageDraw, ImageFont
+
+    path = font_path()
+    fonts: dict[int, ImageFont.FreeTypeFont | ImageFont.ImageFont] = {}  # per call: fonts are not shared across threads
+
+    def font_of(size: int):
+        if size not in fonts:
+            fonts[size] = ImageFont.truetype(path, size) if path else ImageFont.load_default(size=size)
+        return fonts[size]
 
     canvas = img.copy()
     for box in boxes:
@@ -17,7 +77,7 @@ def draw(img: np.ndarray, boxes: list[list[list[int]]], texts: list[str], qualit
     for box, text in zip(boxes, texts):
         x, y = box[0]
         size = max(10, min(28, int(abs(box[3][1] - box[0][1]) * 0.6)))
-        font = ImageFont.load_default(size=size)
+        font = font_of(size)
         top = max(0, y - size - 2)
         painter.rectangle(painter.textbbox((x, top), text, font=font), fill=(255, 255, 255))
         painter.text((x, top), text, fill=(200, 0, 0), font=font)
