@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .model_sets import DEFAULT_MODEL_SET, MODEL_SETS
+
 SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".pdf"}
 
 
@@ -34,10 +36,9 @@ async def _run_local(paths: list[Path], model_set: str, as_json: bool) -> int:
     from pydantic import SecretStr
 
     from .backends import create_backend
-    from .documents import load_pages
     from .errors import OCRError
     from .pipeline import PipelineOptions
-    from .service import OCRService
+    from .service import OCRService, Source
     from .settings import Settings
 
     # in-process only: nothing listens, so no API token is used
@@ -48,10 +49,10 @@ async def _run_local(paths: list[Path], model_set: str, as_json: bool) -> int:
     try:
         for path in paths:
             try:
-                kind, pages = load_pages(path.read_bytes(), "auto", settings.max_pdf_pages, settings.max_image_pixels)
-                for i, img in enumerate(pages):
-                    res = await service.read_page(img, PipelineOptions())
-                    page = i + 1 if kind == "pdf" else None
+                source = Source(path.read_bytes(), encoding="raw", kind="auto", field=str(path))
+                done = await service.process([source], PipelineOptions())
+                for res in done.pages:
+                    page = res.page
                     if as_json:
                         print(json.dumps({"file": str(path), "page": page, **res.model_dump(exclude_none=True)}, ensure_ascii=False))
                     else:
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                 out.close()
     ap = argparse.ArgumentParser(prog="ocr", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true", help="JSON lines instead of text")
-    ap.add_argument("--model-set", default="ppocrv6_small", choices=["ppocrv6_small", "ppocrv6_tiny", "ppocrv5_mobile"])
+    ap.add_argument("--model-set", default=DEFAULT_MODEL_SET, choices=sorted(MODEL_SETS))
     ap.add_argument("files", nargs="+", type=Path)
     args = ap.parse_args(argv)
     import logging
