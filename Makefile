@@ -180,3 +180,11 @@ test-image: venv fonts
 
 clean:
 	rm -rf $(VENV) $(SERVE_VENV) $(REF_VENV) $(RAPID_VENV) $(TRITON_VENV) .pytest_cache .cache/triton
+
+# Every measured figure of README.md and docs/*.md, rendered from docs/artifacts/*.json (stdlib only).
+docs:
+	$(PYTHON) docs/render.py
+
+# Fails if a doc differs from what the artifacts give, or an artifact is missing (tests/unit/test_docs.py too).
+docs-check:
+	$(PYTHON) docs/render.py --check

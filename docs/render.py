@@ -1,0 +1,409 @@
+"""Render every measured figure of README.md and docs/*.md from the JSON artifacts in docs/artifacts/.
+
+    python3 docs/render.py           # rewrite the generated regions in place   (make docs)
+    python3 docs/render.py --check   # change nothing; exit 1 on any problem   (make docs-check)
+
+A generated region is the text between
+
+    <!-- BEGIN generated: NAME -->
+    <!-- END generated: NAME -->
+
+and it is exactly what REGIONS[NAME] makes of the artifacts. Everything outside the regions is
+hand-written prose. The check fails when a region differs from what the artifacts give (a figure
+edited by hand, or an artifact re-measured without `make docs`), when an artifact a region needs
+is missing, when prose outside the regions holds something that looks like a measured figure,
+and when a doc names a repository path or links a file that does not exist.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path("docs") / "artifacts"
+# which command writes each artifact (named in the error when one is missing)
+WRITTEN_BY = {
+    "bench.json": "make bench (python -m bench.run)",
+    "levers.json": "make levers (python -m bench.levers)",
+    "setup-footprint.json": "make setup-footprint (python -m bench.setup_footprint)",
+    "api-example.json": ".venv/bin/python docs/api_example.py",
+}
+PEERS = ("paddleocr", "rapidocr")
+# the project's targets, checked against bench.json
+TARGET_SPEEDUP_C4 = 1.5  # ours / the faster peer, images/s at concurrency 4
+TARGET_LATENCY_C1 = 1.15  # ours / the floor at concurrency 1
+TARGET_RSS_GROWTH_PCT = 5.0  # over the soak, after warm-up
+
+REGION = re.compile(r"<!-- BEGIN generated: ([\w-]+) -->\n(.*?)<!-- END generated: ([\w-]+) -->", re.S)
+MARKER = re.compile(r"<!-- (?:BEGIN|END) generated")
+# prose that looks measured: decimals with a unit, decimal ratios, CER-like fractions, counts of tests
+FIGURE = re.compile(r"\b\d+\.\d+ ?(?:ms|s|min|KiB|MiB|GiB|MB|GB|%|img/s|images/s)(?![\w/])"
+                    r"|\b\d+\.\d+x\b|\b0\.\d{3,}\b|\b\d[\d,]* tests\b|\d ?(?:img/s|images/s)\b")
+REPO_PATH = re.compile(r"`((?:\.ci|bench|docs|evaluation|export_scripts|harness|helm|model_repository|preprocess_service"
+                       r"|tests|triton_local)/[^`\s<>*{}]*?)(?:::(\w+))?`")
+TEST_FILE = re.compile(r"`(test_\w+\.py)(?:::(\w+))?`")
+LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)]*)?\)")
+
+
+class MissingArtifact(Exception):
+    pass
+
+
+class Artifacts:
+    def __init__(self, root: Path):
+        self.root = root
+        self.cache: dict[str, dict] = {}
+
+    def __getitem__(self, name: str) -> dict:
+        if name not in self.cache:
+            path = self.root / ARTIFACTS / name
+            if not path.exists():
+                raise MissingArtifact(f"{ARTIFACTS / name} is missing: {WRITTEN_BY.get(name, 'no known command')} writes it")
+            self.cache[name] = json.loads(path.read_text(encoding="utf-8"))
+        return self.cache[name]
+
+
+# --- small formatting helpers ----------------------------------------------------------------
+
+def table(head: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
+
+
+def compact(o, indent: int = 0) -> str:
+    """JSON with one line per value while it fits in 100 columns."""
+    one = json.dumps(o, ensure_ascii=False)
+    if len(one) + indent <= 100 or not isinstance(o, (dict, list)) or not o:
+        return one
+    pad = " " * (indent + 2)
+    if isinstance(o, dict):
+        items = [f"{pad}{json.dumps(k)}: {compact(v, indent + 2)}" for k, v in o.items()]
+        return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
+    return "[\n" + ",\n".join(pad + compact(v, indent + 2) for v in o) + "\n" + " " * indent + "]"
+
+
+def mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def gpu_providers(m: dict) -> list[str]:
+    return [p for p in m.get("providers", []) if p.startswith(("CUDA", "Tensorrt", "ROCM", "MIGraphX"))]
+
+
+def machine(m: dict) -> str:
+    """bench.json's machine: 'AMD EPYC, 2 cores, 23.5 GiB memory, no GPU (onnxruntime 1.32.0 ...)'."""
+    gpu = gpu_providers(m)
+    return (f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB memory, "
+            f"{'GPU providers ' + ', '.join(gpu) if gpu else 'no GPU'} (onnxruntime {m['onnxruntime']}, "
+            f"Python {m['python']})")
+
+
+def level(system: dict, c: int) -> dict:
+    return system["levels"][str(c)]
+
+
+def retried(system: dict) -> int:
+    return sum(n for lv in system["levels"].values() for n in lv.get("retried", {}).values())
+
+
+# --- regions ----------------------------------------------------------------------------------
+
+def setup_footprint(a: Artifacts) -> str:
+    f = a["setup-footprint.json"]
+    d, m = f["disk_mib"], f["machine"]
+    dev = f["dev_only_packages_present"]
+    extras = ("none of the test, export or bench packages" if not dev
+              else "development-only packages present: " + ", ".join(dev))
+    return (f"From a bare clone, `make serve` took **{duration(f['seconds'])}** to set itself up before the server "
+            f"started, and left **{d['total']:.0f} MiB** on disk: {d['venv']:.0f} MiB of `.venv-serve` "
+            f"({f['packages']} packages; {extras}), {d['model_repository']:.0f} MiB of `model_repository/` and "
+            f"{d['wheel_cache']:.0f} MiB of downloaded model wheel in `.cache/`. Measured {f['date']} at commit "
+            f"`{f['commit'][:10]}`, on {m['cores']} cores, {'a GPU' if m['gpu'] else 'no GPU'}, Python {m['python']}, "
+            f"pip's cache off, by `make setup-footprint`.\n")
+
+
+def headline(a: Artifacts) -> str:
+    b = a["bench.json"]
+    s = b["systems"]
+    ours = level(s["ours"], 4)["images_per_s"]
+    peer = max((p for p in PEERS if p in s), key=lambda p: level(s[p], 4)["images_per_s"])
+    return (f"On {b['machine']['cores']} CPU cores {'with' if gpu_providers(b['machine']) else 'without'} a GPU, "
+            f"the embedded service read "
+            f"{ours:.2f} images/s at concurrency 4, {ours / level(s[peer], 4)['images_per_s']:.2f}x the faster "
+            f"peer ({peer}, same model files), at a character error rate of {s['ours']['cer']:.4f} against "
+            f"{s[peer]['cer']:.4f} ({b['date'][:10]}, `make bench`).\n")
+
+
+def bench_setup(a: Artifacts) -> str:
+    b = a["bench.json"]
+    return (f"Measured {b['date'][:10]} on {machine(b['machine'])}: {len(b['images'])} images x {b['rounds']} "
+            f"pass(es) per concurrency level ({', '.join(map(str, b['concurrency']))}), models "
+            f"{', '.join(b['models'])}; `make bench`, artifact `docs/artifacts/bench.json`.\n")
+
+
+def bench_table(a: Artifacts) -> str:
+    b = a["bench.json"]
+    cs = b["concurrency"]
+    head = ["system"] + [f"img/s c={c}" for c in cs] + [f"p50 ms c={cs[0]}", f"p95 ms c={cs[0]}",
+                                                        f"p50 ms c={cs[1]}", "peak RSS MiB", "CER",
+                                                        "mean CER per image", "503s retried"]
+    rows = []
+    for name, s in b["systems"].items():
+        row = [name] + [f"{level(s, c)['images_per_s']:.2f}" for c in cs]
+        row += [f"{level(s, cs[0])['p50_ms']:.0f}", f"{level(s, cs[0])['p95_ms']:.0f}",
+                f"{level(s, cs[1])['p50_ms']:.0f}", f"{s['rss_peak_mb']:.0f}"]
+        row += ([f"{s['cer']:.4f}", f"{mean(s['per_image'].values()):.3f}", retried(s)] if "cer" in s
+                else ["-", "-", "-"])
+        rows.append(row)
+    notes = [f"{name}: {s['note']}" for name, s in b["systems"].items() if s.get("note")]
+    return table(head, rows) + "\n" + "".join(f"\n({n})\n" for n in notes)
+
+
+def bench_targets(a: Artifacts) -> str:
+    b = a["bench.json"]
+    s = b["systems"]
+    ours4 = level(s["ours"], 4)["images_per_s"]
+    peers = sorted((p for p in PEERS if p in s), key=lambda p: -level(s[p], 4)["images_per_s"])
+    ratios = ", ".join(f"{ours4 / level(s[p], 4)['images_per_s']:.2f}x {p} ({level(s[p], 4)['images_per_s']:.2f})"
+                       for p in peers)
+    speedup = ours4 / level(s[peers[0]], 4)["images_per_s"]
+    out = [f"- **Throughput at concurrency 4**: ours {ours4:.2f} images/s, {ratios}; CER ours "
+           f"{s['ours']['cer']:.4f}, " + ", ".join(f"{p} {s[p]['cer']:.4f}" for p in peers)
+           + f". Target at least {TARGET_SPEEDUP_C4}x the faster peer: {'met' if speedup >= TARGET_SPEEDUP_C4 else 'not met'}."]
+    if "floor" in s:
+        o1, f1 = level(s["ours"], 1), level(s["floor"], 1)
+        med, tot = o1["p50_ms"] / f1["p50_ms"], o1["wall_s"] / f1["wall_s"]
+        out.append(f"- **Latency at concurrency 1**: {med:.2f}x the floor at the median, {tot:.2f}x in total time "
+                   f"for the set. Target at most {TARGET_LATENCY_C1}x: "
+                   f"{'met' if max(med, tot) <= TARGET_LATENCY_C1 else 'not met'}.")
+    if "soak" in b:
+        k = b["soak"]
+        out.append(f"- **RSS over {k['requests']:,} requests** (concurrency {k['concurrency']}, {k['images']} images "
+                   f"cycled, {k['warmup_requests']:,} of warm-up, {duration(k['wall_s'])}): "
+                   f"{k['rss_after_warmup_mb']:.0f} MiB after warm-up, {k['rss_end_mb']:.0f} MiB at the end "
+                   f"({k['rss_growth_pct']:+.1f}%); {k['ok_after_warmup']:,} of "
+                   f"{k['requests'] - k['warmup_requests']:,} answered 200. Target growth under "
+                   f"{TARGET_RSS_GROWTH_PCT:.0f}%: {'met' if k['rss_growth_pct'] < TARGET_RSS_GROWTH_PCT else 'not met'}. "
+                   f"RSS at each step: " + ", ".join(f"{mb:.0f}" for _, mb in k["rss_mb_by_request"])
+                   + f" MiB (every {k['rss_mb_by_request'][1][0] - k['rss_mb_by_request'][0][0]:,} requests).")
+    return "\n".join(out) + "\n"
+
+
+def triton_vs_embedded(a: Artifacts) -> str:
+    b = a["bench.json"]
+    s = b["systems"]
+    if "ours-triton" not in s:
+        return "`make bench` did not measure `ours-triton` in the committed run.\n"
+    o, t = s["ours"], s["ours-triton"]
+    same = o.get("per_image") == t.get("per_image")
+    return (f"In the committed `make bench` run ({b['date'][:10]}, {machine(b['machine'])}, the local Triton): "
+            f"ours-triton {level(t, 4)['images_per_s']:.2f} images/s at concurrency 4 against "
+            f"{level(o, 4)['images_per_s']:.2f} embedded; peak RSS {t['rss_peak_mb']:.0f} MiB (Triton's server and "
+            f"stubs included) against {o['rss_peak_mb']:.0f} MiB; per-image CER "
+            f"{'identical on every image' if same else 'different on some images'}.\n")
+
+
+def accuracy_table(a: Artifacts) -> str:
+    b = a["bench.json"]
+    names = [n for n, s in b["systems"].items() if "per_image" in s]
+    rows = [[f"`{img}`", f"{w}x{h}"] + [f"{b['systems'][n]['per_image'][img]:.3f}" for n in names]
+            for img, (w, h) in b["images"].items()]
+    rows.append(["**overall, character-weighted**", ""] + [f"**{b['systems'][n]['cer']:.4f}**" for n in names])
+    rows.append(["**mean per image**", ""] + [f"**{mean(b['systems'][n]['per_image'].values()):.4f}**" for n in names])
+    return (f"Measured {b['date'][:10]} by `make bench` on {machine(b['machine'])}; "
+            f"artifact `docs/artifacts/bench.json`.\n\n" + table(["image", "pixels"] + [f"CER {n}" for n in names], rows) + "\n")
+
+
+def accuracy_differences(a: Artifacts) -> str:
+    s = a["bench.json"]["systems"]
+    out = []
+    for peer in PEERS:
+        ours, theirs = s["ours"]["per_image"], s[peer]["per_image"]
+        diff = [img for img in ours if ours[img] != theirs[img]]
+        better = [img for img in diff if ours[img] < theirs[img]]
+        worse = [img for img in diff if ours[img] > theirs[img]]
+        out.append(f"- against **{peer}**: the same CER on {len(ours) - len(diff)} of {len(ours)} images; ours lower on "
+                   f"{len(better)}, higher on {len(worse)}.")
+        out += [f"  - `{img}`: ours {ours[img]:.4f}, {peer} {theirs[img]:.4f}" for img in diff]
+    return "\n".join(out) + "\n"
+
+
+def levers_table(a: Artifacts) -> str:
+    v = a["levers.json"]["http"]
+    base = next(iter(v.values()))
+    rows = []
+    for name, r in v.items():
+        c1, c4 = level(r, 1), level(r, 4)
+        rows.append([name, f"{c1['images_per_s']:.2f} ({c1['images_per_s'] / level(base, 1)['images_per_s']:.2f}x)",
+                     f"{c4['images_per_s']:.2f} ({c4['images_per_s'] / level(base, 4)['images_per_s']:.2f}x)",
+                     f"{c1['p50_ms']:.0f}", f"{c4['p95_ms']:.0f}", f"{r['rss_peak_mb']:.0f}", f"{r['cer']:.4f}",
+                     retried(r)])
+    lv = a["levers.json"]
+    where = (f"Measured {lv['date'][:10]} on {machine(lv['machine'])}" if "machine" in lv and "date" in lv
+             else "`levers.json` records no date or machine")
+    return (f"{where}; {lv['images']} images, one pass per level; ratios against the first row; "
+            f"`make levers`, artifact `docs/artifacts/levers.json`.\n\n"
+            + table(["variant", "img/s c=1", "img/s c=4", "p50 ms c=1", "p95 ms c=4", "peak RSS MiB", "CER",
+                     "503s retried"], rows) + "\n")
+
+
+def levers_cer(a: Artifacts) -> str:
+    v = a["levers.json"]["http"]
+    base_name, base = next(iter(v.items()))
+    out = []
+    for name, r in v.items():
+        diff = [img for img in base["per_image"] if r["per_image"][img] != base["per_image"][img]]
+        if name != base_name and diff:
+            out.append(f"- {name}: " + "; ".join(
+                f"`{img}` {base['per_image'][img]:.4f} -> {r['per_image'][img]:.4f}" for img in diff))
+    same = [name for name, r in v.items() if name != base_name and r["per_image"] == base["per_image"]]
+    if same:
+        out.append("- the same CER on every image: " + ", ".join(same))
+    return "\n".join(out) + "\n"
+
+
+def levers_glue(a: Artifacts) -> str:
+    micro = a["levers.json"]["micro_ms_per_pass"]
+    b = a["bench.json"]
+    used = [k for k in micro if k.endswith((", pybase64", ", ours", "orjson.dumps", "orjson.loads"))
+            or k.startswith("image decode, ours")]
+    glue = sum(micro[k] for k in used)
+    model_ms = sum(b["systems"]["floor"]["per_image_ms"].values())
+    return (table(["step, whole image set, best of 5", "ms", "used"],
+                  [[k, f"{ms:.2f}", "yes" if k in used else ""] for k, ms in micro.items()])
+            + f"\n\nThe glue the service uses adds up to {glue:.0f} ms for the set, against {model_ms / 1000:.1f} s of "
+              f"model passes for the same images in `make bench`'s floor ({100 * glue / model_ms:.1f}%).\n")
+
+
+def api_example(a: Artifacts) -> str:
+    e = a["api-example.json"]
+    return (f"The real answer for `evaluation/data/{e['image']}` (recorded {e['date']} on {e['machine']} by "
+            f"`.venv/bin/python docs/api_example.py`, artifact `docs/artifacts/api-example.json`):\n\n"
+            f"```json\n{compact(e['v1_ocr'])}\n```\n")
+
+
+def api_example_paddlex(a: Artifacts) -> str:
+    e = a["api-example.json"]
+    return (f"The real answer for `evaluation/data/{e['paddlex_image']}` (same recording):\n\n"
+            f"```json\n{compact(e['paddlex_ocr'])}\n```\n")
+
+
+REGIONS = {
+    "setup-footprint": setup_footprint,
+    "headline": headline,
+    "bench-setup": bench_setup,
+    "bench-table": bench_table,
+    "bench-targets": bench_targets,
+    "triton-vs-embedded": triton_vs_embedded,
+    "accuracy-table": accuracy_table,
+    "accuracy-differences": accuracy_differences,
+    "levers-table": levers_table,
+    "levers-cer": levers_cer,
+    "levers-glue": levers_glue,
+    "api-example": api_example,
+    "api-example-paddlex": api_example_paddlex,
+}
+
+
+# --- render and check -------------------------------------------------------------------------
+
+def docs(root: Path) -> list[Path]:
+    return [root / "README.md"] + sorted((root / "docs").glob("*.md"))
+
+
+def render(text: str, artifacts: Artifacts) -> str:
+    """The text with every generated region re-rendered; raises on unknown, unclosed or missing."""
+    def one(m: re.Match) -> str:
+        name, body, end = m.groups()
+        if name != end:
+            raise ValueError(f"region {name!r} is closed by END {end!r}")
+        if name not in REGIONS:
+            raise ValueError(f"unknown region {name!r} (docs/render.py REGIONS)")
+        return f"<!-- BEGIN generated: {name} -->\n{REGIONS[name](artifacts)}<!-- END generated: {name} -->"
+
+    out = REGION.sub(one, text)
+    if len(MARKER.findall(text)) != 2 * len(REGION.findall(text)):
+        raise ValueError("a BEGIN or END generated marker has no partner")
+    return out
+
+
+def prose(text: str) -> str:
+    """The hand-written part: generated regions and fenced code blocks cut out."""
+    text = REGION.sub("", text)
+    return re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+
+
+def check(root: Path = ROOT) -> list[str]:
+    problems = []
+    artifacts = Artifacts(root)
+    tests = {p.name: p for p in (root / "tests").rglob("test_*.py")}
+    for doc in docs(root):
+        rel = doc.relative_to(root)
+        text = doc.read_text(encoding="utf-8")
+        try:
+            if render(text, artifacts) != text:
+                problems.append(f"{rel}: a generated region differs from docs/artifacts (run `make docs`)")
+        except (MissingArtifact, ValueError) as exc:
+            problems.append(f"{rel}: {exc}")
+        except (KeyError, IndexError, TypeError) as exc:
+            problems.append(f"{rel}: an artifact lacks what a region needs: {exc!r}")
+        for line in prose(text).splitlines():
+            for m in FIGURE.finditer(line):
+                problems.append(f"{rel}: a figure outside a generated region: {m.group(0)!r} in {line.strip()[:80]!r}")
+        named = [(root / path.rstrip("/"), path, func) for path, func in REPO_PATH.findall(text)]
+        named += [(tests.get(name), name, func) for name, func in TEST_FILE.findall(text)]
+        for path, name, func in named:
+            if path is None or not path.exists():
+                problems.append(f"{rel}: `{name}` does not exist" + (" under tests/" if path is None else ""))
+            elif func and f"def {func}(" not in path.read_text(encoding="utf-8"):
+                problems.append(f"{rel}: `{name}` has no `{func}`")
+        for link in LINK.findall(text):
+            if "://" in link or link.startswith("mailto:"):
+                continue
+            target = Path(os.path.normpath(doc.parent / link))
+            if not target.is_relative_to(os.path.normpath(root)) or not target.exists():
+                problems.append(f"{rel}: link {link!r} leads to no file of the repository")
+        if "../shared" in text:
+            problems.append(f"{rel}: refers to ../shared, outside the repository (the set is evaluation/data/)")
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    if argv[1:] == ["--check"]:
+        problems = check(ROOT)
+        for p in problems:
+            print(p, file=sys.stderr)
+        print("docs: up to date with docs/artifacts" if not problems else f"docs: {len(problems)} problem(s)")
+        return 1 if problems else 0
+    if argv[1:]:
+        print(__doc__, file=sys.stderr)
+        return 2
+    artifacts = Artifacts(ROOT)
+    for doc in docs(ROOT):
+        text = doc.read_text(encoding="utf-8")
+        try:
+            new = render(text, artifacts)
+        except (MissingArtifact, ValueError) as exc:
+            print(f"{doc.relative_to(ROOT)}: {exc}", file=sys.stderr)
+            return 1
+        if new != text:
+            doc.write_text(new, encoding="utf-8")
+            print(f"rendered {doc.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
