@@ -45,3 +45,16 @@ def pdf_bytes(pages: list[list[str]]) -> bytes:
     buf = io.BytesIO()
     images[0].save(buf, format="PDF", save_all=True, append_images=images[1:], resolution=72)
     return buf.getvalue()
+
+
+# The lines of evaluation/data/tess_phototest.png, as the default pipeline reads them.
+PHOTOTEST = [
+    "This is a lot of 12 point text to test the",
+    "ocr code and see if it works on all types",
+    "of file format.",
+    "The quick brown dog jumped over the",
+    "lazy fox. The quick brown dog jumped",
+    "over the lazy fox. The quick brown dog",
+    "jumped over the lazy fox. The quick",
+    "brown dog jumped over the lazy fox.",
+]

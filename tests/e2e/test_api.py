@@ -9,18 +9,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.helpers import b64, png_bytes, render_lines
-
-PHOTOTEST = [
-    "This is a lot of 12 point text to test the",
-    "ocr code and see if it works on all types",
-    "of file format.",
-    "The quick brown dog jumped over the",
-    "lazy fox. The quick brown dog jumped",
-    "over the lazy fox. The quick brown dog",
-    "jumped over the lazy fox. The quick",
-    "brown dog jumped over the lazy fox.",
-]
+from tests.helpers import PHOTOTEST, b64, png_bytes, render_lines
 
 
 def _ocr(client, data: bytes, **opts) -> httpx.Response:

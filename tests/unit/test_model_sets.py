@@ -10,8 +10,7 @@ from preprocess_service.imaging import decode_image
 from preprocess_service.pipeline import Pipeline, PipelineOptions
 from preprocess_service.settings import Settings
 from tests.conftest import run
-from tests.helpers import render_lines, to_bgr
-from tests.test_api import PHOTOTEST
+from tests.helpers import PHOTOTEST, render_lines, to_bgr
 
 
 def _pipeline(model_set: str) -> Pipeline:
