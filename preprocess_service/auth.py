@@ -1,8 +1,14 @@
 """Bearer-token checks. Tokens come from settings and/or a file (a mounted Kubernetes Secret).
 
 Comparison is constant-time (``hmac.compare_digest`` on SHA-256 digests, always against every
-configured token). The file is re-read when its modification time or size changes, so a
-rotated Secret takes effect without a restart. Tokens are never logged.
+configured token). The file is read as UTF-8 with what editors and other systems add normalised
+away: a byte-order mark, CR (CRLF) line ends, spaces and tabs around a token; one warning names
+the file and what was normalised (never a token). A rotated Secret takes effect without a
+restart: the file is re-read at once when its modification time or size changes, and at the
+latest every ``reload_interval_s`` seconds otherwise, and a rotation is recognised by a digest of
+the file's CONTENT (a new secret of the same size written within the same mtime tick is not
+missed). A file that goes missing or unreadable keeps the last good tokens, with one warning until
+it is readable again. Tokens are never logged.
 """
 
 from __future__ import annotations
@@ -11,62 +17,126 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import SecretStr
 
 log = logging.getLogger(__name__)
 
+_BOM = "\ufeff"
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
 
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8")).digest()
 
 
+@dataclass
+class TokenFileContent:
+    tokens: list[str]
+    normalised: list[str] = field(default_factory=list)  # what was cleaned up, in words (no token in them)
+
+
+def parse_token_file(data: bytes) -> TokenFileContent:
+    """One token per line; blank lines and lines starting with # are ignored. A UTF-8 BOM, CR
+    characters (CRLF or CR line ends) and whitespace around a line are removed and reported."""
+    text = data.decode("utf-8")  # UnicodeDecodeError (a ValueError) for anything else
+    boms = text.count(_BOM)
+    crs = text.count("\r")
+    tokens, padded = [], 0
+    for line in _LINE_END.split(text.replace(_BOM, "")):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            tokens.append(stripped)
+            padded += stripped != line
+    notes = []
+    if boms:
+        notes.append("a UTF-8 byte-order mark removed" if boms == 1 else f"{boms} byte-order marks removed")
+    if crs:
+        notes.append(f"{crs} CR character(s) (CRLF line ends) removed")
+    if padded:
+        notes.append(f"spaces/tabs around {padded} token(s) removed")
+    return TokenFileContent(tokens, notes)
+
+
 def read_token_file(path: Path) -> list[str]:
-    """One token per line; blank lines and lines starting with # are ignored."""
-    tokens = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            tokens.append(line)
-    return tokens
+    """The tokens of a token file (see :func:`parse_token_file`)."""
+    return parse_token_file(Path(path).read_bytes()).tokens
 
 
 class TokenStore:
-    def __init__(self, tokens: list[SecretStr] | None = None, tokens_file: Path | None = None):
+    def __init__(
+        self,
+        tokens: list[SecretStr] | None = None,
+        tokens_file: Path | None = None,
+        reload_interval_s: float = 1.0,
+    ):
         self._static = [_digest(t.get_secret_value()) for t in (tokens or [])]
         self._file = Path(tokens_file) if tokens_file else None
+        self.reload_interval_s = reload_interval_s
         self._file_digests: list[bytes] = []
-        self._file_stamp: tuple[int, int] | None = None
+        self._content_digest: bytes | None = None  # SHA-256 of the file's bytes as last read
+        self._stamp: tuple[int, int] | None = None  # (mtime_ns, size) as last read: a change re-reads at once
+        self._next_read = 0.0  # monotonic time of the next periodic read
+        self._failing = False  # a read failed and was reported; reported again only after a good read
         self._lock = threading.Lock()
         if self._file is not None:
             self._reload(initial=True)
 
-    def _stamp(self) -> tuple[int, int] | None:
+    def _read_stamp(self) -> tuple[int, int] | None:
         try:
             st = os.stat(self._file)  # type: ignore[arg-type]
         except OSError:
             return None
         return (st.st_mtime_ns, st.st_size)
 
+    def _due(self) -> bool:
+        return time.monotonic() >= self._next_read or self._read_stamp() != self._stamp
+
     def _reload(self, initial: bool = False) -> None:
         assert self._file is not None
-        stamp = self._stamp()
-        if stamp == self._file_stamp and not initial:
+        if not initial and not self._due():
             return
-        with self._lock:
-            try:
-                digests = [_digest(t) for t in read_token_file(self._file)]
-            except OSError as exc:
-                if initial:
-                    raise RuntimeError(f"cannot read the token file {self._file}: {exc.strerror}") from None
-                log.error("token file %s cannot be read (%s); keeping the previous tokens", self._file, exc.strerror)
-                return
-            self._file_digests = digests
-            self._file_stamp = stamp
-            if not initial:
-                log.info("token file %s re-read: %d token(s)", self._file, len(digests))
+        if not self._lock.acquire(blocking=initial):
+            return  # another thread is reading it: use the tokens there are
+        try:
+            self._read(initial)
+        finally:
+            self._lock.release()
+
+    def _read(self, initial: bool) -> None:
+        assert self._file is not None
+        self._next_read = time.monotonic() + self.reload_interval_s
+        stamp = self._read_stamp()
+        try:
+            data = self._file.read_bytes()
+            content_digest = hashlib.sha256(data).digest()
+            parsed = None if content_digest == self._content_digest else parse_token_file(data)
+        except (OSError, ValueError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+            if initial:
+                raise RuntimeError(f"cannot read the token file {self._file}: {why}") from None
+            if not self._failing:
+                self._failing = True
+                log.warning("token file %s cannot be read (%s); keeping the previous tokens", self._file, why)
+            self._stamp = stamp  # re-read when it changes (reappears) or at the next interval
+            return
+        self._stamp = stamp
+        if self._failing:
+            self._failing = False
+            log.info("token file %s is readable again", self._file)
+        if parsed is None:
+            return  # the same content (touched, or re-written as it was)
+        self._content_digest = content_digest
+        self._file_digests = [_digest(t) for t in parsed.tokens]
+        if parsed.normalised:
+            log.warning("token file %s normalised: %s", self._file, "; ".join(parsed.normalised))
+        if not initial:
+            log.info("token file %s re-read: %d token(s)", self._file, len(self._file_digests))
 
     @property
     def count(self) -> int:
