@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         # set before any worker imports prometheus_client, so all of them share one directory
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ocr-metrics-")
     from .logs import log_config
+    from .server import uvicorn_options
 
     # After a graceful shutdown uvicorn restores the previous SIGTERM handler and raises the
     # signal again: make that handler exit 0, so a SIGTERM'd server reports success.
@@ -78,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         log_level=settings.log_level,
         access_log=False,  # one structured access line per request comes from RequestContext
         loop="uvloop",
-        http="httptools",
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
+        **uvicorn_options(settings),  # h11 with a header cap and timeout, a connection ceiling
     )
     return 0
 

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from .budget import MemoryBudget
 from .errors import DeadlineExceeded, Overloaded, RateLimited, ShuttingDown
 from .settings import Settings
 
@@ -57,7 +58,10 @@ class Admission:
         self._waiting = 0
         self.in_flight = 0
         self.draining = False
+        self._cut_off = asyncio.Event()  # set when a draining server can wait no longer
         self._rates = TokenBuckets(rate_per_minute, rate_burst or max(1, rate_per_minute // 6)) if rate_per_minute else None
+        # bytes: sized once the models are loaded (OCRService.create); until then nothing is admitted
+        self.memory = MemoryBudget(0)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Admission:
@@ -103,11 +107,24 @@ class Admission:
 
         task.add_done_callback(release)
         remaining = self.deadline_s - (time.monotonic() - start)
+        cut_off = asyncio.ensure_future(self._cut_off.wait())
         try:
-            return await asyncio.wait_for(asyncio.shield(task), max(remaining, 0.001))
-        except TimeoutError:
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # consume the late result
-            raise DeadlineExceeded(f"the request did not finish within its {self.deadline_s:g} s deadline") from None
+            await asyncio.wait({task, cut_off}, timeout=max(remaining, 0.001), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cut_off.cancel()
+        if task.done():
+            return task.result()
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # consume the late result
+        if self._cut_off.is_set():
+            raise ShuttingDown("the server shut down before this request finished; retry on another replica",
+                               retry_after_s=1)
+        raise DeadlineExceeded(f"the request did not finish within its {self.deadline_s:g} s deadline")
+
+    def start_draining(self, cut_off_after_s: float) -> None:
+        """Refuse new jobs now; answer the jobs still running with 503 ``shutting_down`` after
+        ``cut_off_after_s`` (just before the server's graceful shutdown would cancel them)."""
+        self.draining = True
+        asyncio.get_running_loop().call_later(max(0.0, cut_off_after_s), self._cut_off.set)
 
     @property
     def waiting(self) -> int:

@@ -41,6 +41,14 @@ class Unauthorized(OCRError):
         super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
 
 
+# --- 408 ---
+class RequestTimeout(OCRError):
+    """The request body did not arrive within the read timeouts (a slow or stalled client)."""
+
+    status_code = 408
+    code = "request_timeout"
+
+
 # --- 413 ---
 class PayloadTooLarge(OCRError):
     status_code = 413

@@ -53,8 +53,31 @@ def decode_base64(value: str, field: str = "image") -> bytes:
     return data
 
 
+def probe_image(data: bytes, max_pixels: int) -> tuple[int, int, bool]:
+    """(width, height, has alpha) from the image's header alone, with the same checks as decoding
+    (format, pixel limit): what decoding it will cost is known before a pixel is decoded."""
+    im, _fmt = _open(data, max_pixels)
+    alpha = _has_alpha(im)
+    im.close()
+    return im.size[0], im.size[1], alpha
+
+
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     """A HxWx3 BGR uint8 array from encoded image bytes."""
+    im, fmt = _open(data, max_pixels)
+    try:
+        im.load()
+        try:
+            im = ImageOps.exif_transpose(im)
+        except Exception:  # a malformed EXIF block must not lose an otherwise good image
+            pass
+        return _to_bgr(im)
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
+        raise CorruptImage(f"the {SUPPORTED_FORMATS[fmt]} data is truncated or corrupt ({type(exc).__name__})") from None
+
+
+def _open(data: bytes, max_pixels: int) -> tuple[Image.Image, str]:
+    """The image opened lazily (header read, no pixels decoded) and its format, once checked."""
     if not data:
         raise EmptyImage("the image is empty (zero bytes)")
     try:
@@ -76,16 +99,7 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         raise CorruptImage("the image has a zero width or height")
     if width * height > max_pixels:
         raise ImageTooLarge(f"the image has {width}x{height} pixels, more than the {max_pixels} allowed")
-
-    try:
-        im.load()
-        try:
-            im = ImageOps.exif_transpose(im)
-        except Exception:  # a malformed EXIF block must not lose an otherwise good image
-            pass
-        return _to_bgr(im)
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
-        raise CorruptImage(f"the {SUPPORTED_FORMATS[fmt]} data is truncated or corrupt ({type(exc).__name__})") from None
+    return im, fmt
 
 
 def _has_alpha(im: Image.Image) -> bool:

@@ -12,20 +12,50 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 
 M_MMAP_THRESHOLD = -3
+
+
+def _libc():
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        return ctypes.CDLL(name)
+    except OSError:
+        return None
+
+
+def trim() -> bool:
+    """Hand the heap's free memory back to the system (glibc ``malloc_trim(0)``), after a large
+    request: decoded pages and tensors freed to the arenas otherwise stay resident. False where
+    the C library is not glibc."""
+    libc = _libc()
+    fn = getattr(libc, "malloc_trim", None) if libc is not None else None
+    if fn is None:
+        return False
+    fn.argtypes = [ctypes.c_size_t]
+    fn.restype = ctypes.c_int
+    fn(0)
+    return True
+
+
+def rss_bytes() -> int:
+    """This process's resident set now (Linux /proc; 0 where it cannot be read)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def fix_mmap_threshold(threshold_bytes: int) -> bool:
     """Set glibc's M_MMAP_THRESHOLD (which also turns its dynamic adjustment off). False where
     the C library is not glibc."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None) if libc is not None else None
+    if mallopt is None:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int

@@ -21,15 +21,16 @@ from typing import Literal
 
 import numpy as np
 
-from . import fetch, metrics, visualize
+from . import documents, fetch, memory, metrics, visualize
 from .admission import Admission
 from .backends.base import InferenceBackend
-from .documents import load_pages
+from .budget import MIB, PageCost, workspace_bytes
 from .errors import PayloadTooLarge
-from .imaging import decode_base64, decode_image
+from .imaging import decode_base64
 from .pipeline import EffectiveSettings, Pipeline, PipelineOptions
 from .schemas import Line, ModelInfo, OCRResponse
 from .settings import Settings
+from .stages import detection
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,9 @@ class OCRService:
                      admission: Admission | None = None) -> OCRService:
         pipeline = await Pipeline.create(settings, backend)
         await pipeline.warmup()
-        return cls(settings, backend, pipeline, admission or Admission.from_settings(settings))
+        admission = admission or Admission.from_settings(settings)
+        admission.memory.capacity = workspace_bytes(settings, memory.rss_bytes())
+        return cls(settings, backend, pipeline, admission)
 
     @property
     def model_names(self) -> dict[str, str | None]:
@@ -84,48 +87,66 @@ class OCRService:
 
     async def process(self, sources: list[Source], opts: PipelineOptions, *, visualize: bool = False,
                       identity: str | None = None) -> Processed:
-        """OCR of every image and PDF page of ``sources``, in order, once admitted."""
+        """OCR of every image and PDF page of ``sources``, in order, once admitted.
+
+        Within a slot: every source's pages are counted and sized from their headers (no pixel
+        decoded yet), the largest page's memory cost is reserved from the pod's budget, then the
+        pages are decoded or rendered and read one at a time, each freed before the next."""
         limit = self.settings.max_images_per_request
         if len(sources) > limit:
             raise PayloadTooLarge(f"more than the {limit} images allowed per request")
         settings = self.pipeline.effective_settings(opts)
 
         async def job() -> Processed:
-            loaded = []
-            total = 0
+            probed = []
             for src in sources:
                 t0 = time.perf_counter()
-                kind, images = await self._load(src)
-                total += len(images)
-                if total > limit:
+                doc = await self._probe(src)
+                probed.append((src, doc, t0))
+                if sum(len(d.sizes) for _, d, _ in probed) > limit:
                     raise PayloadTooLarge(f"more than the {limit} images (pages) allowed per request")
-                loaded.append((src, kind, images, t0))
-            documents = []
-            for src, kind, images, t0 in loaded:
-                pages = []
-                for i, img in enumerate(images):
-                    res = await self.read_page(img, opts, t0 if i == 0 else None)
-                    res.page, res.source = (i + 1 if kind == "pdf" else None), src.name
-                    if visualize:
-                        res.visualization = await self._visualization(res, img)
-                    pages.append(res)
-                documents.append(Document(kind, pages))
-            return Processed(documents, settings)
+            cost = max(self.page_cost(size, settings, doc.bytes_per_pixel, visualize)
+                       for _, doc, _ in probed for size in doc.sizes)
+            await self.admission.memory.reserve(cost, self.settings.queue_timeout_s, "the largest page")
+            try:
+                return Processed([await self._read_document(src, doc, t0, opts, visualize)
+                                  for src, doc, t0 in probed], settings)
+            finally:
+                self.admission.memory.release(cost)
+                if self.settings.malloc_trim_over_mib and cost > self.settings.malloc_trim_over_mib * MIB:
+                    await asyncio.to_thread(memory.trim)
 
         return await self.admission.admit(job, identity)
 
-    async def _load(self, src: Source) -> tuple[Literal["image", "pdf"], list[np.ndarray]]:
+    @staticmethod
+    def page_cost(size: tuple[int, int], settings: EffectiveSettings, bytes_per_pixel: int, visualize: bool) -> int:
+        w, h = size
+        dh, dw = detection.resized_shape(h, w, settings.resize)
+        return PageCost(w * h, dh * dw, bytes_per_pixel, visualize).bytes
+
+    async def _probe(self, src: Source) -> documents.Probed:
         s = self.settings
         if src.encoding == "url":
-            data = await fetch.fetch(str(src.data), s.url_allowed_hosts, s.max_body_bytes)
+            data = await fetch.fetch(str(src.data), s.url_allowed_hosts, s.max_body_bytes,
+                                     deadline_s=min(20.0, s.request_timeout_s))
         elif src.encoding == "base64":
             data = await asyncio.to_thread(decode_base64, str(src.data), src.field)
         else:
             data = src.data if isinstance(src.data, bytes) else await src.data()  # type: ignore[operator]
-        if src.kind == "image":
-            return "image", [await asyncio.to_thread(decode_image, data, s.max_image_pixels)]
-        kind, pages = await asyncio.to_thread(load_pages, data, src.kind, s.max_pdf_pages, s.max_image_pixels)
-        return ("pdf" if kind == "pdf" else "image"), pages
+        return await asyncio.to_thread(documents.probe, data, src.kind, s.max_pdf_pages, s.max_image_pixels)
+
+    async def _read_document(self, src: Source, doc: documents.Probed, t0: float, opts: PipelineOptions,
+                             visualize: bool) -> Document:
+        pages = []
+        for i in range(len(doc.sizes)):
+            img = await asyncio.to_thread(documents.page_image, doc, i, self.settings.max_image_pixels)
+            res = await self.read_page(img, opts, t0 if i == 0 else None)
+            res.page, res.source = (i + 1 if doc.kind == "pdf" else None), src.name
+            if visualize:
+                res.visualization = await self._visualization(res, img)
+            pages.append(res)
+            del img
+        return Document(doc.kind, pages)
 
     @staticmethod
     async def _visualization(res: OCRResponse, img: np.ndarray) -> str:

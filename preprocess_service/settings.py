@@ -96,6 +96,25 @@ class Settings(BaseSettings):
         default_factory=list, description="hosts (host or host:port) the PaddleX route may fetch file URLs from; empty: off"
     )
 
+    # --- memory budget (admission by cost: see budget.py) ---
+    memory_limit_mib: int = Field(
+        default=0, ge=0, description="the container's memory limit (0: the cgroup's limit, else 2048); "
+        "the chart sets it from the same value as resources.limits.memory")
+    memory_budget_fraction: float = Field(
+        default=0.75, gt=0.1, le=1.0, description="the share of the limit the process may reach (RSS)")
+    malloc_trim_over_mib: int = Field(
+        default=32, ge=0, description="after a request that reserved more than this, hand freed memory back "
+        "to the system (glibc malloc_trim; 0: never)")
+
+    # --- the HTTP server's own bounds (uvicorn, h11) ---
+    max_header_bytes: int = Field(default=16384, ge=1024, le=1048576, description="request line + headers")
+    header_timeout_s: float = Field(default=10.0, gt=0, description="a new request's headers must arrive within this")
+    body_idle_timeout_s: float = Field(default=10.0, gt=0, description="longest pause between body chunks (408)")
+    body_timeout_s: float = Field(default=30.0, gt=0, description="the whole body must arrive within this (408)")
+    keep_alive_s: int = Field(default=5, ge=1, le=300, description="idle keep-alive connections are closed after this")
+    max_connections: int = Field(
+        default=0, ge=0, le=100000, description="open connections at once, beyond them 503 (0: 8 x in-flight + queue)")
+
     # --- API and limits ---
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     api_tokens_file: Path | None = None
@@ -154,6 +173,14 @@ class Settings(BaseSettings):
         return self.max_queue or 4 * self.in_flight_limit
 
     @property
+    def connection_limit(self) -> int:
+        return self.max_connections or 8 * (self.in_flight_limit + self.queue_limit)
+
+    @property
+    def memory_limit_bytes(self) -> int:
+        return (self.memory_limit_mib or cgroup_memory_limit_mib() or 2048) * 2**20
+
+    @property
     def inference_workers(self) -> int:
         """Model runs at once. On CPU, several single-threaded runs (recognition batches of one
         image, or of several requests) use the cores better than one run over all of them
@@ -167,6 +194,18 @@ class Settings(BaseSettings):
     @property
     def det_intra_op_threads(self) -> int:
         return self.ort_det_intra_op_threads or available_cores()
+
+
+def cgroup_memory_limit_mib() -> int | None:
+    """The container's memory limit from its cgroup (v2 memory.max, v1 limit_in_bytes), if any."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:  # v1 writes a huge number for "no limit"
+            return int(text) // 2**20
+    return None
 
 
 def available_cores() -> int:

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.formparsers import MultiPartParser
 
 from .. import logredact, metrics
 from ..admission import Admission
@@ -19,7 +20,7 @@ from ..settings import Settings, get_settings
 from . import errors
 from .context import RequestContext
 from .deps import AppContext
-from .limits import BodySizeLimit
+from .ingress import Ingress
 from .routes import demo, health, legacy, ocr, paddlex
 from .routes import metrics as metrics_route
 
@@ -33,6 +34,9 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
     logredact.install()
     tokens = TokenStore(settings.api_tokens, settings.api_tokens_file)
     admission = Admission.from_settings(settings)
+    # Uploaded files stay in memory, where the ingress has already reserved their bytes from the
+    # memory budget, instead of spilling to a temporary directory that no limit covers.
+    MultiPartParser.spool_max_size = settings.max_body_bytes
     context = AppContext(settings, tokens, admission)
 
     def install_drain_on_sigterm() -> None:
@@ -46,6 +50,8 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
         def on_sigterm(sig, frame):
             if not admission.draining:
                 admission.draining = True
+                # in-flight work gets until just before uvicorn's graceful timeout cancels it
+                loop.call_soon_threadsafe(admission.start_draining, settings.shutdown_delay_s + settings.shutdown_grace_s - 1)
                 log.info("SIGTERM: draining (%d in flight), stopping in %gs", admission.in_flight, settings.shutdown_delay_s)
                 loop.call_soon_threadsafe(loop.call_later, settings.shutdown_delay_s, server_handler, sig, frame)
             else:
@@ -88,7 +94,7 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
     app.include_router(paddlex.router)
     app.include_router(demo.router)
     app.include_router(metrics_route.router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(Ingress, context=context)
     if settings.cors_origins:  # off unless origins are configured
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],

@@ -100,6 +100,9 @@ def make_app(tmp_path, backend):
     repo = write_fake_repository(tmp_path / "repo")
 
     def make(**overrides):
+        # the test process itself holds far more than a service would: give it room (the budget is
+        # its share of the limit less the RSS it has once 'loaded')
+        overrides.setdefault("memory_limit_mib", 65536)
         settings = Settings(api_tokens=TOKEN, model_repository=repo, det_model="fake_det", rec_model="fake_rec",
                             **overrides)
         return create_app(settings, backend=backend)

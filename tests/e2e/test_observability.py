@@ -186,7 +186,12 @@ def test_real_prometheus_scrapes_service_and_triton(server, client, triton, trit
         assert len(exprs) >= 12
         for expr in exprs:
             _query(prom, expr.replace("$__rate_interval", "1m"))
-        assert _query(prom, 'histogram_quantile(0.5, sum by (le, stage) (rate(ocr_stage_duration_seconds_bucket[1m])))')
+        # a rate needs two scrapes after the requests: wait for the next one rather than race it
+        quantile = 'histogram_quantile(0.5, sum by (le, stage) (rate(ocr_stage_duration_seconds_bucket[1m])))'
+        deadline = time.monotonic() + 30
+        while not _query(prom, quantile):
+            assert time.monotonic() < deadline, "no stage-duration rate after 30 s of scrapes"
+            time.sleep(1)
         # the alert rules loaded into the real server
         rules = httpx.get(f"{prom}/api/v1/rules").json()["data"]["groups"]
         assert {g["name"] for g in rules} == {"ocr-service", "triton"}

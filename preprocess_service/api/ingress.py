@@ -1,0 +1,142 @@
+"""The gate every request body passes: who may send one, how big, how fast, at what memory cost.
+
+An ASGI middleware in front of the application, before any body byte is read or parsed:
+
+1. On the OCR routes the token is checked from the headers (``Authorization: Bearer``, or
+   ``?key=`` for the original API): 401 in that route's envelope comes before 413 and 422, and a
+   client without a valid token costs one header check.
+2. A declared ``Content-Length`` over the limit is 413 at once.
+3. The body's cost (``budget.BODY_FACTOR`` x its length, or x the limit when chunked) is reserved
+   from the pod's memory budget; when it does not fit now the answer is 503 with Retry-After,
+   without reading the body.
+4. The body is read with an idle timeout between chunks and a total deadline; a slow body is
+   dropped with 408 and the connection closed. A body over the limit as it arrives is 413.
+5. The buffered body is replayed to the application; the reservation is released when the
+   response has been sent.
+
+What the HTTP server bounds itself (header size and read time, idle keep-alive, open
+connections) is configured in ``__main__``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from urllib.parse import parse_qsl
+
+from fastapi.responses import JSONResponse
+
+from .. import budget as memory
+from ..auth import bearer_token
+from ..errors import NotReady, OCRError, Overloaded, PayloadTooLarge, RequestTimeout, Unauthorized
+from ..settings import Settings
+from . import errors as envelopes
+from .deps import AppContext
+
+Renderer = Callable[[OCRError], JSONResponse]
+
+# The routes that take a body and a token, and the envelope their errors use.
+PROTECTED: dict[str, tuple[str, Renderer]] = {
+    "/v1/ocr": ("bearer", envelopes.native),
+    "/v1/ocr/batch": ("bearer", envelopes.native),
+    "/v1/ocr/upload": ("bearer", envelopes.native),
+    "/ocr": ("bearer", envelopes.paddlex),
+    "/image_label": ("key", envelopes.legacy),
+}
+
+
+def _header(scope, name: bytes) -> str | None:
+    for k, v in scope.get("headers") or ():
+        if k == name:
+            return v.decode("latin-1")
+    return None
+
+
+def _query_key(scope) -> str | None:
+    """``?key=`` as the application will read it (Starlette: the last one wins)."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    values = [value for name, value in parse_qsl(query, keep_blank_values=True) if name == "key"]
+    return values[-1] if values else None
+
+
+class Ingress:
+    def __init__(self, app, context: AppContext):
+        self.app = app
+        self.context = context
+        s: Settings = context.settings
+        self.max_bytes = s.max_body_bytes
+        self.idle_timeout_s = s.body_idle_timeout_s
+        self.total_timeout_s = s.body_timeout_s
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        route = PROTECTED.get(scope["path"])
+        render: Renderer = route[1] if route else envelopes.native
+        if route is not None:
+            kind = route[0]
+            presented = _query_key(scope) if kind == "key" else bearer_token(_header(scope, b"authorization"))
+            if self.context.tokens.identify(presented) is None:
+                message = "Authentification error" if kind == "key" else "missing or invalid bearer token"
+                return await self._reject(scope, receive, send, render(Unauthorized(message)))
+        declared = _header(scope, b"content-length")
+        try:
+            length = int(declared) if declared is not None else None
+        except ValueError:
+            length = None
+        if length is not None and length > self.max_bytes:
+            too_large = PayloadTooLarge(f"request body of {length} bytes is over the {self.max_bytes}-byte limit")
+            return await self._reject(scope, receive, send, render(too_large))
+        if route is not None and self.context.service is None:
+            not_ready = NotReady("the models are still loading")
+            return await self._reject(scope, receive, send, render(not_ready))
+        cost = memory.BODY_FACTOR * (length if length is not None else self.max_bytes)
+        pool = self.context.admission.memory
+        if not pool.try_reserve(cost):
+            busy = Overloaded("the server's memory budget is in use; retry shortly", retry_after_s=1)
+            return await self._reject(scope, receive, send, render(busy))
+        try:
+            body = await self._read(receive)
+            if isinstance(body, OCRError):
+                return await self._reject(scope, receive, send, render(body))
+            if body is None:  # the client went away
+                return None
+            replayed = False
+
+            async def replay():
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            return await self.app(scope, replay, send)
+        finally:
+            pool.release(cost)
+
+    async def _read(self, receive) -> bytes | OCRError | None:
+        chunks, total = [], 0
+        deadline = time.monotonic() + self.total_timeout_s
+        while True:
+            wait = min(self.idle_timeout_s, deadline - time.monotonic())
+            try:
+                message = await asyncio.wait_for(receive(), max(wait, 0.001))
+            except TimeoutError:
+                return RequestTimeout(
+                    f"the request body did not arrive in time (at most {self.idle_timeout_s:g} s between chunks, "
+                    f"{self.total_timeout_s:g} s in all)")
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > self.max_bytes:
+                return PayloadTooLarge(f"request body is over the {self.max_bytes}-byte limit")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    @staticmethod
+    async def _reject(scope, receive, send, response: JSONResponse) -> None:
+        response.headers["connection"] = "close"  # the unread body must not be taken for the next request
+        await response(scope, receive, send)

@@ -1,0 +1,103 @@
+"""The ingress gate in-process: token before body, size, memory budget, body read timeouts.
+(The same cases over real sockets against a real server are in tests/e2e/test_hostile.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from preprocess_service.budget import MIB
+from tests.api.conftest import TOKEN, Api
+from tests.api.test_contracts import b64, bars_png
+
+pytestmark = pytest.mark.anyio
+
+NO_TOKEN = {"Authorization": ""}
+
+
+async def test_no_token_is_401_before_size_and_validation(make_app):
+    app = make_app(max_body_bytes=4096)
+    async with app.router.lifespan_context(app):
+        http = Api(app).http
+        huge = await http.post("/v1/ocr", content=b"x" * 10_000, headers=NO_TOKEN)
+        bad_json = await http.post("/v1/ocr", content=b"{not json", headers=NO_TOKEN)
+        paddlex = await http.post("/ocr", content=b"{not json", headers=NO_TOKEN)
+        legacy = await http.post("/image_label?key=wrong", content=b"{not json", headers=NO_TOKEN)
+    assert huge.status_code == bad_json.status_code == 401 and huge.json()["error"]["code"] == "unauthorized"
+    assert huge.headers["connection"] == "close"
+    assert paddlex.status_code == 401 and paddlex.json()["errorCode"] == 401
+    assert legacy.status_code == 401 and legacy.json()["response"]["ErrorMessage"] == "Authentification error"
+
+
+async def _call(app, path: str, chunks: list[tuple[float, bytes]], headers: list[tuple[bytes, bytes]],
+                complete: bool = True):
+    """A raw ASGI call whose body arrives in timed chunks (a slow client), as the server would pass it."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": headers, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    queue = list(chunks)
+    sent: list[dict] = []
+
+    async def receive():
+        if not queue:
+            await asyncio.sleep(3600)
+        delay, data = queue.pop(0)
+        await asyncio.sleep(delay)
+        return {"type": "http.request", "body": data, "more_body": bool(queue) or not complete}
+
+    async def send(message):
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], json.loads(body)
+
+
+async def test_a_stalled_body_is_dropped_with_408(make_app):
+    app = make_app(body_idle_timeout_s=0.3, body_timeout_s=5)
+    payload = json.dumps({"image": b64(bars_png())}).encode()
+    headers = [(b"authorization", f"Bearer {TOKEN}".encode()), (b"content-type", b"application/json"),
+               (b"content-length", str(len(payload)).encode())]
+    async with app.router.lifespan_context(app):
+        status, body = await _call(app, "/v1/ocr", [(0, payload[:100])], headers, complete=False)  # then nothing
+        assert status == 408 and body["error"]["code"] == "request_timeout"
+        # a body trickled in time but too slowly in all
+        slow = make_app(body_idle_timeout_s=1, body_timeout_s=0.5)
+        async with slow.router.lifespan_context(slow):
+            chunks = [(0.2, payload[i:i + 500]) for i in range(0, len(payload), 500)]
+            status, body = await _call(slow, "/v1/ocr", chunks, headers)
+            assert status == 408
+        ok_status, ok = await _call(app, "/v1/ocr", [(0.05, payload[:500]), (0.05, payload[500:])], headers)
+        assert ok_status == 200 and ok["lines"]
+
+
+async def test_bodies_are_paid_for_from_the_memory_budget(make_app):
+    app = make_app()
+    async with app.router.lifespan_context(app):
+        api = Api(app)
+        budget = app.state.context.admission.memory
+        budget.capacity = budget.in_use + 1 * MIB  # room for a body of about a third of a MiB
+        small = await api.http.post("/v1/ocr", json={"image": b64(bars_png())})
+        assert small.status_code in (200, 413)  # a page's own cost is checked after the body's
+        big = await api.http.post("/v1/ocr", json={"image": "A" * 600_000})
+        assert big.status_code == 503 and big.json()["error"]["code"] == "overloaded" and big.headers["retry-after"]
+        assert budget.in_use == 0  # every reservation was given back
+
+
+async def test_a_page_over_the_whole_budget_is_413_with_its_cost(make_app):
+    app = make_app()
+    async with app.router.lifespan_context(app):
+        api = Api(app)
+        budget = app.state.context.admission.memory
+        budget.capacity = 400 * MIB
+        r = await api.http.post("/v1/ocr", json={"image": b64(bars_png()), "det_limit_side_len": 8192})
+        assert r.status_code == 200  # a small image is not up-scaled: a high limit costs nothing here
+        big = bars_png(n=40, width=6000)  # 6000 x 2440
+        r = await api.http.post("/v1/ocr", json={"image": b64(big), "det_limit_side_len": 8192})
+        assert r.status_code == 413 and "MiB" in r.json()["error"]["message"]
+        r = await api.http.post("/v1/ocr", json={"image": b64(big)})  # the default limit fits
+        assert r.status_code == 200, r.text
+        assert budget.in_use == 0
