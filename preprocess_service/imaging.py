@@ -120,13 +120,25 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return np.clip(np.nan_to_num(a), 0, 255).astype(np.uint8)
 
 
+def _on_white(rgba: np.ndarray, band_rows: int = 256) -> np.ndarray:
+    """RGBA (H x W x 4 uint8) composited on white, as BGR, a band of rows at a time: the only
+    full-size buffer besides the input is the output (no RGBA canvas, no RGB copy)."""
+    h, w = rgba.shape[:2]
+    out = np.empty((h, w, 3), np.uint8)
+    for top in range(0, h, band_rows):
+        band = rgba[top:top + band_rows]
+        alpha = band[:, :, 3:4].astype(np.uint16)
+        # (c * a + 255 * (255 - a)) / 255, rounded, in integers
+        mixed = (band[:, :, 2::-1].astype(np.uint16) * alpha + 255 * (255 - alpha) + 127) // 255
+        out[top:top + band_rows] = mixed
+    return out
+
+
 def _to_bgr(im: Image.Image) -> np.ndarray:
     if _has_alpha(im):
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        white.alpha_composite(rgba)
-        rgb = np.asarray(white.convert("RGB"))
-        return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        rgba = np.asarray(im if im.mode == "RGBA" else im.convert("RGBA"))
+        im.close()
+        return _on_white(rgba)
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         gray = _to_uint8(np.asarray(im))
         return cv2.cvtColor(np.ascontiguousarray(gray), cv2.COLOR_GRAY2BGR)

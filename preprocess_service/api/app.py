@@ -70,8 +70,8 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
                 if model:
                     metrics.MODEL_INFO.labels(role, model, chosen.name, providers.get(model, "unknown")).set(1)
             log.info(
-                "ready: backend=%s models=%s providers=%s tokens=%d",
-                chosen.name, service.pipeline.model_names, providers, tokens.count,
+                "ready: backend=%s models=%s providers=%s tokens=%d memory_budget_mib=%d",
+                chosen.name, service.pipeline.model_names, providers, tokens.count, admission.memory.capacity // 2**20,
             )
             yield
         finally:
