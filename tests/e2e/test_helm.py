@@ -229,10 +229,31 @@ def test_dockerfile_is_hadolint_clean():
     assert "!.secrets" not in ignore and ignore.splitlines()[1] == "*"  # secrets and venvs never enter the image
 
 
-def test_shutdown_grace_fits_termination_grace_period():
-    docs = render(["--set", "terminationGracePeriodSeconds=60,config.shutdownDelaySeconds=5"])
+def test_shutdown_grace_covers_the_request_deadline_and_the_drain():
+    for args, grace in [([], 75), (["--set", "terminationGracePeriodSeconds=90,config.shutdownDelaySeconds=5"], 90),
+                        (["--set", "config.requestTimeoutSeconds=20,config.shutdownDelaySeconds=2"], 32)]:
+        docs = render(args)
+        cfg = by_kind(docs, "ConfigMap")[0]["data"]
+        pod = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
+        assert pod["terminationGracePeriodSeconds"] == grace
+        delay, drain = float(cfg["OCR_SHUTDOWN_DELAY_S"]), float(cfg["OCR_SHUTDOWN_GRACE_S"])
+        assert delay + drain < grace  # the service is done before the kubelet's SIGKILL
+        assert drain >= float(cfg["OCR_REQUEST_TIMEOUT_S"]) + 1  # a request admitted at SIGTERM can finish
+    out = subprocess.run([_helm(), "template", "rel", str(CHART), "--set", "terminationGracePeriodSeconds=40"],
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "must cover config.requestTimeoutSeconds" in out.stderr
+
+
+@pytest.mark.parametrize("quantity,mib", [("2Gi", "2048"), ("1536Mi", "1536"), ("1.5Gi", "1536"), ("3G", "2861")])
+def test_the_memory_budget_comes_from_the_container_limit(quantity, mib):
+    docs = render(["--set", f"resources.limits.memory={quantity}"])
     cfg = by_kind(docs, "ConfigMap")[0]["data"]
-    pod = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
-    assert pod["terminationGracePeriodSeconds"] == 60
-    assert float(cfg["OCR_SHUTDOWN_DELAY_S"]) + float(cfg["OCR_SHUTDOWN_GRACE_S"]) < 60
-    assert cfg["OCR_SHUTDOWN_GRACE_S"] == "50"
+    container = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert str(container["resources"]["limits"]["memory"]) == quantity
+    assert cfg["OCR_MEMORY_LIMIT_MIB"] == mib and cfg["OCR_MEMORY_BUDGET_FRACTION"] == "0.75"
+
+
+def test_a_pod_without_a_memory_limit_does_not_render():
+    out = subprocess.run([_helm(), "template", "rel", str(CHART), "--set", "resources.limits.memory=null"],
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "memory" in out.stderr

@@ -3,6 +3,27 @@
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* A Kubernetes memory quantity ("2Gi", "1536Mi", "2G", "2147483648") in MiB, rounded down. */}}
+{{- define "ocr.memoryMiB" -}}
+{{- $q := toString . -}}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" $q -}}
+{{- if not $num }}{{ fail (printf "cannot read the memory quantity %q" $q) }}{{ end -}}
+{{- $unit := trimPrefix $num $q -}}
+{{- $bytes := dict "" 1.0 "k" 1000.0 "K" 1000.0 "M" 1000000.0 "G" 1000000000.0 "T" 1000000000000.0 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 -}}
+{{- if not (hasKey $bytes $unit) }}{{ fail (printf "unknown unit in the memory quantity %q" $q) }}{{ end -}}
+{{- divf (mulf (float64 $num) (get $bytes $unit)) 1048576.0 | floor | int -}}
+{{- end }}
+
+{{/* The pod's termination grace: the request deadline plus the drain plus margins, unless set. The
+service's own grace (OCR_SHUTDOWN_GRACE_S) is this less the drain delay less 5 s before SIGKILL. */}}
+{{- define "ocr.terminationGrace" -}}
+{{- $c := .Values.config -}}
+{{- $least := add (int $c.requestTimeoutSeconds) (int $c.shutdownDelaySeconds) 6 -}}
+{{- $grace := .Values.terminationGracePeriodSeconds | default (add $least 4) | int -}}
+{{- if lt $grace $least }}{{ fail (printf "terminationGracePeriodSeconds (%d) must cover config.requestTimeoutSeconds + config.shutdownDelaySeconds + 6 = %d, so that requests admitted before SIGTERM can finish" $grace $least) }}{{ end -}}
+{{- $grace -}}
+{{- end }}
+
 {{/* Fully qualified app name. */}}
 {{- define "ocr.fullname" -}}
 {{- if .Values.fullnameOverride }}
