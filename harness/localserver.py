@@ -32,7 +32,9 @@ class LocalServer:
         self.proc: subprocess.Popen | None = None
         self._log: IO[bytes] | int | None = None
 
-    def start(self, timeout: float = 120.0) -> LocalServer:
+    def start(self, timeout: float = 120.0, wait_for_backend: bool = True) -> LocalServer:
+        """Start and wait until /readyz is 200 and, unless ``wait_for_backend`` is false, the
+        backend serves too (a Triton-backed service is ready, and answers 503, before Triton is)."""
         self._log = open(self._log_path, "wb") if self._log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "preprocess_service", *self._args],
@@ -43,7 +45,8 @@ class LocalServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"service exited with {self.proc.returncode} during start-up (log: {self._log_path})")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                r = httpx.get(f"{self.url}/readyz", timeout=2)
+                if r.status_code == 200 and (not wait_for_backend or r.json().get("backend_ready") is not False):
                     return self
             except httpx.HTTPError:
                 pass

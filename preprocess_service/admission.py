@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from . import metrics
 from .budget import MemoryBudget
 from .errors import DeadlineExceeded, Overloaded, RateLimited, ShuttingDown
 from .settings import Settings
@@ -70,8 +71,8 @@ class Admission:
             max_queue=settings.queue_limit,
             queue_timeout_s=settings.queue_timeout_s,
             deadline_s=settings.request_timeout_s,
-            rate_per_minute=settings.rate_limit_per_minute,
-            rate_burst=settings.rate_limit_burst,
+            rate_per_minute=settings.rate_limit_per_worker,
+            rate_burst=math.ceil(settings.rate_limit_burst / settings.workers) if settings.rate_limit_burst else 0,
         )
 
     def _retry_after(self) -> int:
@@ -90,19 +91,23 @@ class Admission:
             if self._waiting >= self.max_queue:
                 raise Overloaded("the server is at capacity; retry shortly", retry_after_s=self._retry_after())
             self._waiting += 1
+            metrics.JOBS_WAITING.inc()
             try:
                 await asyncio.wait_for(self._slots.acquire(), min(self.queue_timeout_s, self.deadline_s))
             except TimeoutError:
                 raise Overloaded("the server is at capacity; retry shortly", retry_after_s=self._retry_after()) from None
             finally:
                 self._waiting -= 1
+                metrics.JOBS_WAITING.dec()
         else:
             await self._slots.acquire()
         self.in_flight += 1
+        metrics.JOBS_IN_FLIGHT.inc()
         task = asyncio.ensure_future(job())
 
         def release(_):
             self.in_flight -= 1
+            metrics.JOBS_IN_FLIGHT.dec()
             self._slots.release()
 
         task.add_done_callback(release)

@@ -26,7 +26,8 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from .errors import ImageTooLarge, Overloaded
+from . import metrics
+from .errors import ImageTooLarge, MemoryBudgetBusy
 from .settings import Settings
 
 MIB = 2**20
@@ -74,9 +75,28 @@ class MemoryBudget:
     """Bytes reserved by requests in flight, within a capacity; FIFO waiters, bounded waits."""
 
     def __init__(self, capacity_bytes: int):
-        self.capacity = max(0, int(capacity_bytes))
-        self.in_use = 0
+        self._capacity = 0
+        self._in_use = 0
+        self.capacity = capacity_bytes
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @capacity.setter
+    def capacity(self, nbytes: int) -> None:
+        self._capacity = max(0, int(nbytes))
+        metrics.MEMORY_BUDGET.labels("capacity").set(self._capacity)
+
+    @property
+    def in_use(self) -> int:
+        return self._in_use
+
+    @in_use.setter
+    def in_use(self, nbytes: int) -> None:
+        self._in_use = nbytes
+        metrics.MEMORY_BUDGET.labels("reserved").set(nbytes)
 
     def _fits(self, nbytes: int) -> bool:
         return self.in_use + nbytes <= self.capacity
@@ -107,8 +127,8 @@ class MemoryBudget:
         except TimeoutError:
             if fut.done() and not fut.cancelled():  # granted just as the wait ended: keep it
                 return
-            raise Overloaded("the server's memory budget is in use; retry shortly",
-                             retry_after_s=max(1, math.ceil(timeout_s / 2))) from None
+            raise MemoryBudgetBusy("the server's memory budget is in use; retry shortly",
+                                   retry_after_s=max(1, math.ceil(timeout_s / 2))) from None
         except asyncio.CancelledError:  # the caller went away: give back what was granted
             if fut.done() and not fut.cancelled():
                 self.release(nbytes)

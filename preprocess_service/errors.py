@@ -12,6 +12,7 @@ from __future__ import annotations
 class OCRError(Exception):
     status_code: int = 500
     code: str = "internal_error"
+    reason: str | None = None  # set on refusals counted in ocr_rejected_total{reason}
 
     def __init__(self, message: str, *, headers: dict[str, str] | None = None):
         super().__init__(message)
@@ -36,6 +37,7 @@ class CorruptImage(OCRError):
 class Unauthorized(OCRError):
     status_code = 401
     code = "unauthorized"
+    reason = "unauthorized"
 
     def __init__(self, message: str = "missing or invalid bearer token"):
         super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
@@ -47,12 +49,14 @@ class RequestTimeout(OCRError):
 
     status_code = 408
     code = "request_timeout"
+    reason = "request_timeout"
 
 
 # --- 413 ---
 class PayloadTooLarge(OCRError):
     status_code = 413
     code = "payload_too_large"
+    reason = "payload_too_large"
 
 
 class ImageTooLarge(OCRError):
@@ -81,6 +85,7 @@ class EmptyImage(OCRError):
 class BackendUnavailable(OCRError):
     status_code = 503
     code = "backend_unavailable"
+    reason = "backend_unavailable"
 
     def __init__(self, message: str, retry_after_s: int = 1):
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})
@@ -88,26 +93,37 @@ class BackendUnavailable(OCRError):
 
 class NotReady(BackendUnavailable):
     code = "not_ready"
+    reason = "not_ready"
 
 
 class Overloaded(BackendUnavailable):
     """All in-flight slots busy and the queue full, or no slot within the queue timeout."""
 
     code = "overloaded"
+    reason = "overloaded"
+
+
+class MemoryBudgetBusy(Overloaded):
+    """The memory budget is reserved by other requests (the client sees ``overloaded``)."""
+
+    reason = "memory_budget"
 
 
 class DeadlineExceeded(BackendUnavailable):
     code = "deadline_exceeded"
+    reason = "deadline_exceeded"
 
 
 class ShuttingDown(BackendUnavailable):
     code = "shutting_down"
+    reason = "shutting_down"
 
 
 # --- 429 ---
 class RateLimited(OCRError):
     status_code = 429
     code = "rate_limited"
+    reason = "rate_limited"
 
     def __init__(self, message: str, retry_after_s: int):
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})

@@ -40,10 +40,31 @@ BACKEND_ERRORS = Counter(
     "ocr_backend_errors_total", "Inference backend failures by kind (backend_unavailable, backend_error).",
     ["backend", "kind"],
 )
+JOBS_IN_FLIGHT = Gauge("ocr_jobs_in_flight", "OCR jobs holding a slot now.", multiprocess_mode="livesum")
+JOBS_WAITING = Gauge("ocr_jobs_waiting", "OCR jobs queued for a slot now (the queue depth).", multiprocess_mode="livesum")
+REJECTED = Counter(
+    "ocr_rejected_total", "Requests refused before or instead of being served, by reason (overloaded, rate_limited, "
+    "deadline_exceeded, shutting_down, memory_budget, unauthorized, payload_too_large, request_timeout, "
+    "backend_unavailable).", ["reason"],
+)
+BACKEND_UP = Gauge(
+    "ocr_backend_up", "1 when the inference backend answered its last health check, else 0.", ["backend"],
+    multiprocess_mode="livemin",
+)
+MEMORY_BUDGET = Gauge(
+    "ocr_memory_budget_bytes", "The memory budget of requests: its capacity and what is reserved now.", ["kind"],
+    multiprocess_mode="livesum",
+)
 MODEL_INFO = Gauge(
     "ocr_model_info", "Models in use and the execution provider each really runs on (value 1).",
     ["role", "model", "backend", "execution_provider"], multiprocess_mode="livemax",
 )
+
+
+def count_refusal(err) -> None:
+    """Count a refused request by its reason (errors that carry one: see errors.OCRError.reason)."""
+    if getattr(err, "reason", None):
+        REJECTED.labels(err.reason).inc()
 
 
 def exposition() -> tuple[bytes, str]:

@@ -87,9 +87,10 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    ready: bool
+    ready: bool = Field(description="This pod can answer requests (false only while loading local models or draining).")
     backend: str
     models: dict[str, str | None]
+    backend_ready: bool | None = Field(default=None, description="The inference backend serves now.")
     detail: str | None = None
 
 

@@ -54,7 +54,10 @@ class Settings(BaseSettings):
     triton_url: str = "127.0.0.1:8000"  # host:port of Triton's HTTP endpoint, no scheme
     triton_timeout_s: float = Field(default=30.0, gt=0, description="deadline of one inference call")
     triton_retries: int = Field(default=1, ge=0, le=5, description="retries after a connection failure")
-    triton_startup_timeout_s: float = Field(default=300.0, ge=0, description="wait this long for Triton at start")
+    triton_startup_timeout_s: float = Field(
+        default=300.0, ge=0, description="one attempt to find the models on Triton waits this long (then retried; "
+        "the API listens and answers 503 backend_unavailable meanwhile)")
+    backend_check_interval_s: float = Field(default=5.0, gt=0, description="health check of the backend (ocr_backend_up)")
 
     malloc_mmap_threshold_kib: int = Field(
         default=0, ge=0, le=32768,
@@ -164,17 +167,34 @@ class Settings(BaseSettings):
             return self.use_textline_orientation
         return MODEL_SETS[self.model_set].orientation_default
 
+    # Limits are per pod. With OCR_WORKERS > 1 (not used by the chart, which runs one worker per
+    # pod and scales by pods) each worker process takes its share, so that the pod's totals are
+    # what the settings say; rate limits are per replica (and per worker share of it).
+    @property
+    def worker_cores(self) -> int:
+        """The CPU share of one worker process: the pod's usable cores / workers."""
+        return max(1, available_cores() // self.workers)
+
     @property
     def in_flight_limit(self) -> int:
-        return self.max_in_flight or 2 * available_cores()
+        return max(1, (self.max_in_flight or 2 * available_cores()) // self.workers)
 
     @property
     def queue_limit(self) -> int:
-        return self.max_queue or 4 * self.in_flight_limit
+        if self.max_queue:
+            return self.max_queue // self.workers
+        return 4 * self.in_flight_limit
+
+    @property
+    def rate_limit_per_worker(self) -> int:
+        return math.ceil(self.rate_limit_per_minute / self.workers) if self.rate_limit_per_minute else 0
 
     @property
     def connection_limit(self) -> int:
-        return self.max_connections or 8 * (self.in_flight_limit + self.queue_limit)
+        """Open connections per worker process (uvicorn's limit_concurrency)."""
+        if self.max_connections:
+            return max(1, self.max_connections // self.workers)
+        return 8 * (self.in_flight_limit + self.queue_limit)
 
     @property
     def memory_limit_bytes(self) -> int:
@@ -185,15 +205,15 @@ class Settings(BaseSettings):
         """Model runs at once. On CPU, several single-threaded runs (recognition batches of one
         image, or of several requests) use the cores better than one run over all of them
         (bench/levers.py: +20% throughput on 2 cores at the same latency)."""
-        return self.ort_inference_workers or min(available_cores(), 4)
+        return self.ort_inference_workers or min(self.worker_cores, 4)
 
     @property
     def intra_op_threads(self) -> int:
-        return self.ort_intra_op_threads or max(1, available_cores() // self.inference_workers)
+        return self.ort_intra_op_threads or max(1, self.worker_cores // self.inference_workers)
 
     @property
     def det_intra_op_threads(self) -> int:
-        return self.ort_det_intra_op_threads or available_cores()
+        return self.ort_det_intra_op_threads or self.worker_cores
 
 
 def cgroup_memory_limit_mib() -> int | None:

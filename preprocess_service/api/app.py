@@ -15,13 +15,14 @@ from .. import logredact, metrics
 from ..admission import Admission
 from ..auth import TokenStore
 from ..backends import InferenceBackend, create_backend
+from ..errors import OCRError
 from ..service import OCRService
 from ..settings import Settings, get_settings
 from . import errors
 from .context import RequestContext
 from .deps import AppContext
 from .ingress import Ingress
-from .routes import demo, health, legacy, ocr, paddlex
+from .routes import demo, docs, health, legacy, ocr, paddlex
 from .routes import metrics as metrics_route
 
 log = logging.getLogger("preprocess_service")
@@ -59,22 +60,51 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
 
         signal.signal(signal.SIGTERM, on_sigterm)
 
+    async def load(chosen: InferenceBackend) -> None:
+        service = context.service = await OCRService.create(settings, chosen, admission)
+        providers = chosen.describe()
+        for role, model in service.pipeline.model_names.items():
+            if model:
+                metrics.MODEL_INFO.labels(role, model, chosen.name, providers.get(model, "unknown")).set(1)
+        log.info(
+            "ready: backend=%s models=%s providers=%s tokens=%d memory_budget_mib=%d",
+            chosen.name, service.pipeline.model_names, providers, tokens.count, admission.memory.capacity // 2**20,
+        )
+
+    async def load_until_served(chosen: InferenceBackend) -> None:
+        """A remote backend (Triton) may be down or still loading: keep trying in the background
+        while the API listens and answers OCR requests with 503 backend_unavailable."""
+        delay = 1.0
+        while True:
+            try:
+                return await load(chosen)
+            except (OCRError, RuntimeError, OSError) as exc:
+                log.warning("inference backend not serving yet (%s); retrying in %gs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def watch(chosen: InferenceBackend) -> None:
+        """ocr_backend_up: the backend answered its last health check (0 while Triton is unreachable)."""
+        while True:
+            up = context.service is not None and await chosen.ready()
+            metrics.BACKEND_UP.labels(chosen.name).set(1 if up else 0)
+            await asyncio.sleep(settings.backend_check_interval_s)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         chosen = backend or create_backend(settings)
         install_drain_on_sigterm()
+        tasks = []
         try:
-            service = context.service = await OCRService.create(settings, chosen, admission)
-            providers = chosen.describe()
-            for role, model in service.pipeline.model_names.items():
-                if model:
-                    metrics.MODEL_INFO.labels(role, model, chosen.name, providers.get(model, "unknown")).set(1)
-            log.info(
-                "ready: backend=%s models=%s providers=%s tokens=%d memory_budget_mib=%d",
-                chosen.name, service.pipeline.model_names, providers, tokens.count, admission.memory.capacity // 2**20,
-            )
+            if chosen.remote:
+                tasks.append(asyncio.create_task(load_until_served(chosen)))
+            else:
+                await load(chosen)  # local models: a failure to load is a failure to start
+            tasks.append(asyncio.create_task(watch(chosen)))
             yield
         finally:
+            for task in tasks:
+                task.cancel()
             context.service = None
             await chosen.close()
             metrics.process_exit()
@@ -85,6 +115,8 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
         description="PaddleOCR detection + recognition (ONNX) behind one JSON API. "
         "Send a base64 image with a bearer token; get every text line with its box and confidence.",
         lifespan=lifespan,
+        docs_url=None,  # served by routes/docs.py with local assets
+        redoc_url=None,
     )
     app.state.context = context
     errors.install(app)
@@ -93,6 +125,8 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
     app.include_router(legacy.router)
     app.include_router(paddlex.router)
     app.include_router(demo.router)
+    app.include_router(docs.router)
+    app.mount(docs.ASSETS_URL, docs.ASSETS, name="docs-assets")
     app.include_router(metrics_route.router)
     app.add_middleware(Ingress, context=context)
     if settings.cors_origins:  # off unless origins are configured

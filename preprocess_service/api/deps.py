@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
 from ..admission import Admission
-from ..auth import TokenStore, bearer_token
-from ..errors import NotReady, Unauthorized
+from ..auth import TokenStore
+from ..errors import BackendUnavailable, NotReady, Unauthorized
 from ..service import OCRService
 from ..settings import Settings
 
@@ -37,21 +38,30 @@ Context = Annotated[AppContext, Depends(get_context)]
 
 def get_service(ctx: Context) -> OCRService:
     if ctx.service is None:
+        if ctx.settings.backend == "triton":
+            raise BackendUnavailable("the inference server is not serving the models yet; retry shortly", retry_after_s=5)
         raise NotReady("the models are still loading")
     return ctx.service
 
 
-def require_token(request: Request, ctx: Context) -> str:
+# Declared in OpenAPI, so /docs has a working Authorize button and generated clients know the
+# scheme; the checks themselves stay ours (constant-time, one envelope per contract).
+BEARER = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer <token>`.")
+KEY = APIKeyQuery(name="key", auto_error=False, description="The original API's token, as `?key=<token>`.")
+
+
+def require_token(ctx: Context, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> str:
     """The caller's token identity (not the token); 401 without a valid bearer token."""
-    identity = ctx.tokens.identify(bearer_token(request.headers.get("authorization")))
+    presented = credentials.credentials if credentials and credentials.scheme.lower() == "bearer" else None
+    identity = ctx.tokens.identify(presented)
     if identity is None:
         raise Unauthorized()
     return identity
 
 
-def require_key(request: Request, ctx: Context) -> str:
+def require_key(ctx: Context, key: Annotated[str | None, Depends(KEY)]) -> str:
     """The original API's ``?key=`` token; 401 (in that API's envelope) without a valid one."""
-    identity = ctx.tokens.identify(request.query_params.get("key"))
+    identity = ctx.tokens.identify(key)
     if identity is None:
         raise Unauthorized("Authentification error")
     return identity

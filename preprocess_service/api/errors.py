@@ -82,6 +82,7 @@ def _answer(request: Request, exc: Exception, render: Callable[[OCRError], JSONR
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     if isinstance(err, (BackendUnavailable, BackendError)):  # counted in whatever envelope it is answered
         metrics.BACKEND_ERRORS.labels(get_context(request).settings.backend, err.code).inc()
+    metrics.count_refusal(err)
     return render(err)
 
 

@@ -28,8 +28,9 @@ from urllib.parse import parse_qsl
 from fastapi.responses import JSONResponse
 
 from .. import budget as memory
+from .. import metrics
 from ..auth import bearer_token
-from ..errors import NotReady, OCRError, Overloaded, PayloadTooLarge, RequestTimeout, Unauthorized
+from ..errors import BackendUnavailable, MemoryBudgetBusy, NotReady, OCRError, PayloadTooLarge, RequestTimeout, Unauthorized
 from ..settings import Settings
 from . import errors as envelopes
 from .deps import AppContext
@@ -79,7 +80,7 @@ class Ingress:
             presented = _query_key(scope) if kind == "key" else bearer_token(_header(scope, b"authorization"))
             if self.context.tokens.identify(presented) is None:
                 message = "Authentification error" if kind == "key" else "missing or invalid bearer token"
-                return await self._reject(scope, receive, send, render(Unauthorized(message)))
+                return await self._reject(scope, receive, send, self._count(render, Unauthorized(message)))
         declared = _header(scope, b"content-length")
         try:
             length = int(declared) if declared is not None else None
@@ -87,19 +88,21 @@ class Ingress:
             length = None
         if length is not None and length > self.max_bytes:
             too_large = PayloadTooLarge(f"request body of {length} bytes is over the {self.max_bytes}-byte limit")
-            return await self._reject(scope, receive, send, render(too_large))
+            return await self._reject(scope, receive, send, self._count(render, too_large))
         if route is not None and self.context.service is None:
-            not_ready = NotReady("the models are still loading")
-            return await self._reject(scope, receive, send, render(not_ready))
+            waiting: OCRError = (
+                BackendUnavailable("the inference server is not serving the models yet; retry shortly", retry_after_s=5)
+                if self.context.settings.backend == "triton" else NotReady("the models are still loading"))
+            return await self._reject(scope, receive, send, self._count(render, waiting))
         cost = memory.BODY_FACTOR * (length if length is not None else self.max_bytes)
         pool = self.context.admission.memory
         if not pool.try_reserve(cost):
-            busy = Overloaded("the server's memory budget is in use; retry shortly", retry_after_s=1)
-            return await self._reject(scope, receive, send, render(busy))
+            busy = MemoryBudgetBusy("the server's memory budget is in use; retry shortly", retry_after_s=1)
+            return await self._reject(scope, receive, send, self._count(render, busy))
         try:
             body = await self._read(receive)
             if isinstance(body, OCRError):
-                return await self._reject(scope, receive, send, render(body))
+                return await self._reject(scope, receive, send, self._count(render, body))
             if body is None:  # the client went away
                 return None
             replayed = False
@@ -135,6 +138,11 @@ class Ingress:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+    @staticmethod
+    def _count(render: Renderer, err: OCRError) -> JSONResponse:
+        metrics.count_refusal(err)
+        return render(err)
 
     @staticmethod
     async def _reject(scope, receive, send, response: JSONResponse) -> None:

@@ -20,6 +20,7 @@ class ModelIO:
 
 class InferenceBackend(abc.ABC):
     name: str
+    remote: bool = False  # models served by another process (Triton): the API starts without them
 
     @abc.abstractmethod
     async def load(self, models: list[str], required: bool = True) -> list[str]:

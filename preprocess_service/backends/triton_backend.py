@@ -28,6 +28,7 @@ _CONNECTION_ERRORS = (aiohttp.ClientConnectionError, ConnectionError, OSError)
 
 class TritonBackend(InferenceBackend):
     name = "triton"
+    remote = True
 
     def __init__(self, url: str, timeout_s: float = 30.0, retries: int = 1, startup_timeout_s: float = 300.0):
         self._url = url.removeprefix("http://")

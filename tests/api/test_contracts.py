@@ -6,6 +6,7 @@ answer and its error envelope; the real models and a real server are in tests/e2
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 
@@ -153,9 +154,37 @@ async def test_readiness_follows_the_backend_and_loading(make_app, backend):
     assert (await http.get("/readyz")).status_code == 503
     async with app.router.lifespan_context(app):
         assert (await http.get("/readyz")).json()["ready"] is True
-        backend.is_ready = False
+        backend.is_ready = False  # the pod still answers (503 per request), so it stays in the Service
         r = await http.get("/readyz")
-        assert r.status_code == 503 and r.json()["detail"] == "backend not ready"
+        assert r.status_code == 200 and r.json()["backend_ready"] is False
+
+
+async def test_a_remote_backend_that_is_down_keeps_the_pod_ready_and_answers_503(make_app, backend):
+    """Triton-like (remote) FAKE backend that fails to load twice: the app serves meanwhile."""
+    backend.remote = True
+    failures = {"left": 2}
+    real_load = backend.load
+
+    async def flaky_load(models, required=True):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("Triton at 10.0.0.1:8000 did not serve the models in time")
+        return await real_load(models, required)
+
+    backend.load = flaky_load
+    app = make_app(backend="triton", backend_check_interval_s=0.1)
+    async with app.router.lifespan_context(app):
+        http = Api(app).http
+        r = await http.get("/readyz")
+        assert r.status_code == 200 and r.json()["ready"] is True and r.json()["backend_ready"] is False
+        r = await http.post("/v1/ocr", json={"image": b64(bars_png())})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "backend_unavailable" and r.headers["retry-after"]
+        for _ in range(100):  # the loader retries after 1 s, then 2 s
+            if app.state.context.service is not None:
+                break
+            await asyncio.sleep(0.1)
+        r = await http.post("/v1/ocr", json={"image": b64(bars_png())})
+        assert r.status_code == 200 and r.json()["lines"]
 
 
 async def test_body_limit_and_unknown_routes(make_app):

@@ -81,12 +81,13 @@ def test_triton_down_gives_503_then_recovers_by_itself(triton_service, triton, e
             assert r.json()["error"]["code"] == "backend_unavailable"
             assert "Retry-After" in r.headers
             assert time.monotonic() - t0 < 15  # bounded by the deadline, never a hang
-        assert httpx.get(f"{srv.url}/readyz").status_code == 503
+        ready = httpx.get(f"{srv.url}/readyz")  # the pod stays in the Service and answers 503 itself
+        assert ready.status_code == 200 and ready.json()["backend_ready"] is False
     finally:
         triton.start()
     deadline = time.monotonic() + 30
-    while httpx.get(f"{srv.url}/readyz").status_code != 200:
-        assert time.monotonic() < deadline, "service did not become ready again"
+    while httpx.get(f"{srv.url}/readyz").json().get("backend_ready") is not True:
+        assert time.monotonic() < deadline, "the backend did not come back"
         time.sleep(0.5)
     r = _post(srv.url, token, data)
     assert r.status_code == 200 and r.json()["text"] == "Tesseract.js"

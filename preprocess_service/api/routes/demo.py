@@ -14,6 +14,6 @@ async def demo_page() -> HTMLResponse:
     """A page to try the service: choose, drop or paste an image, enter the token, see the result."""
     return HTMLResponse(_PAGE, headers={
         "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-                                   "img-src blob: data:; connect-src 'self'",
-        "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                                   "img-src blob: data:; connect-src 'self'; frame-ancestors 'none'",
+        "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
     })

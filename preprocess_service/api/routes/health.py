@@ -19,17 +19,28 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(ctx: Context) -> JSONResponse:
-    """The models are loaded and the backend can serve (no token needed)."""
+    """This pod can answer (no token needed): 503 only while it loads local models or shuts down.
+
+    A remote backend (Triton) that is down does not take the pod out of the Service: every API
+    pod would leave at once and clients would get connection errors. The pod stays ready and
+    answers OCR requests with 503 ``backend_unavailable`` and Retry-After; ``backend_ready``
+    says whether the backend serves now (also the metric ``ocr_backend_up``)."""
+    s = ctx.settings
+    models = cast(dict[str, str | None], s.model_names)
+    if ctx.admission.draining:
+        return _readiness(False, s.backend, models, None, "shutting down", 503)
     service = ctx.service
     if service is None:
-        body = Readiness(ready=False, backend=ctx.settings.backend, models=cast(dict[str, str | None], ctx.settings.model_names),
-                         detail="loading models")
-        return JSONResponse(body.model_dump(), status_code=503)
-    if ctx.admission.draining:
-        body = Readiness(ready=False, backend=service.backend.name, models=service.model_names,
-                         detail="shutting down")
-        return JSONResponse(body.model_dump(), status_code=503)
-    ok = await service.ready()
-    body = Readiness(ready=ok, backend=service.backend.name, models=service.model_names,
-                     detail=None if ok else "backend not ready")
-    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+        if s.backend == "triton":
+            return _readiness(True, s.backend, models, False, "the inference server is not serving the models yet: "
+                              "OCR requests get 503 backend_unavailable", 200)
+        return _readiness(False, s.backend, models, False, "loading models", 503)
+    up = await service.ready()
+    detail = None if up else "the inference backend is not serving: OCR requests get 503 backend_unavailable"
+    return _readiness(True, service.backend.name, service.model_names, up, detail, 200)
+
+
+def _readiness(ready: bool, backend: str, models: dict[str, str | None], backend_ready: bool | None,
+               detail: str | None, status: int) -> JSONResponse:
+    body = Readiness(ready=ready, backend=backend, models=models, backend_ready=backend_ready, detail=detail)
+    return JSONResponse(body.model_dump(), status_code=status)
