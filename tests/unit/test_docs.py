@@ -110,3 +110,15 @@ def test_paths_and_links_that_do_not_exist_fail(copy: Path):
     assert "has no `test_gone`" in problems
     assert "link 'gone.md'" in problems
     assert "../shared" in problems
+
+
+def test_every_setting_is_documented_and_every_documented_setting_exists():
+    """docs/configuration.md cannot fall behind settings.py: each OCR_* field is in its table,
+    and each OCR_* variable it names is a real field."""
+    from preprocess_service.settings import Settings
+
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    fields = {f"OCR_{name.upper()}" for name in Settings.model_fields}
+    documented = set(re.findall(r"`(OCR_[A-Z0-9_]+)`", text))
+    assert sorted(fields - documented) == []
+    assert sorted(documented - fields) == []
