@@ -9,7 +9,8 @@ Result, one folder per model, the same folder Triton loads and the service reads
 
     model_repository/<model>/config.pbtxt   (committed; written by triton_config.py)
     model_repository/<model>/inference.yml  (PaddleX settings: normalisation, DB, dictionary)
-    model_repository/<model>/1/model.onnx   (recognition: with a greedy-CTC head, see ctc_head.py)
+    model_repository/<model>/1/model.onnx   (with the uint8 input head, see input_head.py; recognition
+                                            also with a greedy-CTC head, see ctc_head.py)
 
 Usage::
 
@@ -33,7 +34,8 @@ from pathlib import Path
 
 import yaml
 
-from export_scripts import ctc_head, triton_config
+from export_scripts import input_head, triton_config
+from preprocess_service.model_spec import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,11 +123,11 @@ class ModelSource:
     yml_member: str | None = None  # PaddleX inference.yml shipped in the wheel
     yml_template: dict | None = None  # settings written by us when the wheel has none
     dict_member: str | None = None  # recognition dictionary to embed into a written yml
-    served_sha256: str | None = None  # sha256 of the model as served (recognition: with the CTC head)
+    served_sha256: str = ""  # sha256 of the model as served (input head; recognition: CTC head too)
 
     @property
     def expected_sha256(self) -> str:
-        return self.served_sha256 or self.onnx_sha256
+        return self.served_sha256
 
 
 MODELS: dict[str, ModelSource] = {
@@ -135,34 +137,38 @@ MODELS: dict[str, ModelSource] = {
             "ppocrv6_small_det", "det", "ppocrv6/small/det/det.onnx",
             "d73e0058b7a8086bbd57f3d10b8bcd4ff95363f67e06e2762b5e814fe9c9410e",
             yml_member="ppocrv6/small/det/inference.yml",
+            served_sha256="b049e0b0a90bf5381c2d3f7bb6a1293e1c2dbc500c1cc7e2ddf8e93026ff6a0a",
         ),
         ModelSource(
             "ppocrv6_small_rec", "rec", "ppocrv6/small/rec/rec.onnx",
             "5435fd747c9e0efe15a96d0b378d5bd157e9492ed8fd80edf08f30d02fa24634",
             yml_member="ppocrv6/small/rec/inference.yml",
-            served_sha256="19c83f3afc0fdd94b6def1f3cd49746ce8b2e27fdc8a74422645e07997c33413",
+            served_sha256="89444e65a6a29537b113ebf90680d87eca33eb52c9dd3bd6cb1cd4ca52683608",
         ),
         ModelSource(
             "ppocrv6_tiny_det", "det", "ppocrv6/tiny/det/det.onnx",
             "193bab7a04fca699a6c82e6abb5b81bdb28177f0abd4062552b04908dafb19f8", yml_member="ppocrv6/tiny/det/inference.yml",
+            served_sha256="22d67ede76026f1343187fa37fd8ed71500c3c60f4dad7a66f97ac28ac8036d4",
         ),
         ModelSource(
             "ppocrv6_tiny_rec", "rec", "ppocrv6/tiny/rec/rec.onnx",
             "9ef676d6ed3c88256a2d92c640c44f25b0c40947e111b14b8be8f594091563e6", yml_member="ppocrv6/tiny/rec/inference.yml",
-            served_sha256="a8bceb71476fdd624a12be1ece8cddb90a8772c114095727e487d84aa702a9d0",
+            served_sha256="c4acc1320edc0b7e722f1f3bbda888e0657ec042937aed476060434e95ae08d2",
         ),
         ModelSource(
             "ppocrv5_mobile_det", "det", "ppocrv5/det/det.onnx",
             "4d97c44a20d30a81aad087d6a396b08f786c4635742afc391f6621f5c6ae78ae", yml_template=_V5_DET_YML,
+            served_sha256="36232bcb426a181cc15713ee69028c338b817ee3d631be905e5f1ee14da9912c",
         ),
         ModelSource(
             "ppocrv5_mobile_rec", "rec", "ppocrv5/rec/rec.onnx",
             "5825fc7ebf84ae7a412be049820b4d86d77620f204a041697b0494669b1742c5", yml_template=_V5_REC_YML_BASE, dict_member="ppocrv5/ppocrv5_dict.txt",
-            served_sha256="30ee4e2bc837267ff11c7c5b25c408cd3e0fb2372f9ce362d9470ccbacd444b7",
+            served_sha256="3ea3196238b841db3ea5748afb0537db00dc6d23f7e3315ba88553f11551bb27",
         ),
         ModelSource(
             "ppocr_textline_cls", "cls", "ppocrv5/cls/cls.onnx",
             "f4bb53707100c5f3d59ba834eb05bb400369f20aed35d4b26807b1bfadd2a70e", yml_template=_CLS_YML,
+            served_sha256="1dc45c8080aa984317f305f1710edae9c036034eca79d7389e6ee6eaa7994ed7",
         ),
     ]
 }
@@ -269,14 +275,14 @@ def fetch(repository: Path, names: list[str], cache_dir: Path, write_configs: bo
             digest = sha256_bytes(model_bytes)
             if digest != src.onnx_sha256:
                 raise FetchError(f"{src.name}: model sha256 {digest} does not match the pinned {src.onnx_sha256}")
-            if src.kind == "rec":
-                model_bytes = ctc_head.add_ctc_head(model_bytes)
-                digest = sha256_bytes(model_bytes)
-                if digest != src.served_sha256:
-                    raise FetchError(f"{src.name}: model with CTC head has sha256 {digest}, pinned {src.served_sha256}")
-            _write_if_changed(folder / "1" / "model.onnx", model_bytes)
             yml_bytes = build_inference_yml(src, zf)
             _write_if_changed(folder / "inference.yml", yml_bytes)
+            model_bytes = input_head.serve_ready(model_bytes, src.kind, load_spec(repository, src.name))
+            digest = sha256_bytes(model_bytes)
+            if digest != src.served_sha256:
+                raise FetchError(f"{src.name}: the model as served (with its heads) has sha256 {digest}, "
+                                 f"pinned {src.served_sha256}")
+            _write_if_changed(folder / "1" / "model.onnx", model_bytes)
             if write_configs or not (folder / "config.pbtxt").exists():
                 yml_doc = yaml.load(yml_bytes, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
                 cfg = triton_config.render_for_model(src.name, src.kind, io.BytesIO(model_bytes), yml_doc)

@@ -21,6 +21,11 @@ from .stages import classification, crop, detection, recognition
 # Outputs of the greedy-CTC head that export_scripts/ctc_head.py appends to recognition models.
 CTC_ARGMAX = "ctc_argmax"
 CTC_MAX_PROB = "ctc_max_prob"
+# The uint8 input head of export_scripts/input_head.py: the detection map as uint8, and the valid
+# width of each padded row of a recognition or orientation batch. A model that has them takes
+# uint8 NHWC images (a quarter of the bytes of float32 CHW on the Triton hop).
+PROB_U8 = "prob_u8"
+VALID_WIDTH = "valid_width"
 
 
 @dataclass(frozen=True)
@@ -97,22 +102,48 @@ class Pipeline:
         img = np.full((64, 256, 3), 255, dtype=np.uint8)
         img[24:40, 32:224] = 0
         await self.read(img, PipelineOptions(use_textline_orientation=self.cls is not None, rec_score_thresh=0.0))
-        probe = np.zeros((1, 3, self.rec.image_height, self.rec.base_width), dtype=np.float32)
-        out = await self._run1(self.rec.name, probe)  # the full softmax, once
+        probe = recognition.plan_batches([np.full((self.rec.image_height, self.rec.base_width, 3), 255, np.uint8)],
+                                         self.rec, 1, uint8=self._lean(self.rec.name))[0]
+        io = self.backend.io(self.rec.name)
+        out = (await self.backend.run(self.rec.name, self._inputs(io, probe.tensor, probe.widths),
+                                      [io.outputs[0]]))[io.outputs[0]]  # the full softmax, once
         recognition.ctc_decode(out, self.rec.charset)  # raises on a dictionary/model mismatch
 
-    async def _run1(self, model: str, tensor: np.ndarray) -> np.ndarray:
+    def _lean(self, model: str) -> bool:
+        """The model has the uint8 input head (and, for detection, the uint8 map)."""
         io = self.backend.io(model)
-        result = await self.backend.run(model, {io.inputs[0]: tensor}, [io.outputs[0]])
-        return result[io.outputs[0]]
+        return PROB_U8 in io.outputs or VALID_WIDTH in io.inputs
 
-    async def _recognize(self, tensor: np.ndarray) -> list[tuple[str, float]]:
+    @staticmethod
+    def _inputs(io, tensor: np.ndarray, widths: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        inputs = {io.inputs[0]: tensor}
+        if widths is not None:
+            inputs[VALID_WIDTH] = widths
+        return inputs
+
+    async def _detect(self, tensor: np.ndarray) -> np.ndarray:
+        """The (H, W) float32 probability map (from the uint8 map where the model has one)."""
+        io = self.backend.io(self.det.name)
+        if PROB_U8 in io.outputs:
+            res = await self.backend.run(self.det.name, {io.inputs[0]: tensor}, [PROB_U8])
+            return res[PROB_U8][0, 0].astype(np.float32) * np.float32(1 / 255)
+        res = await self.backend.run(self.det.name, {io.inputs[0]: tensor}, [io.outputs[0]])
+        return res[io.outputs[0]][0, 0]
+
+    async def _classify(self, tensor: np.ndarray, widths: np.ndarray | None) -> np.ndarray:
+        assert self.cls is not None
+        io = self.backend.io(self.cls.name)
+        res = await self.backend.run(self.cls.name, self._inputs(io, tensor, widths), [io.outputs[0]])
+        return res[io.outputs[0]]
+
+    async def _recognize(self, batch: recognition.RecBatch) -> list[tuple[str, float]]:
         io = self.backend.io(self.rec.name)
+        inputs = self._inputs(io, batch.tensor, batch.widths)
         if CTC_ARGMAX in io.outputs and CTC_MAX_PROB in io.outputs:
             # the model's greedy-CTC head: N x T indices and probabilities instead of N x T x C
-            res = await self.backend.run(self.rec.name, {io.inputs[0]: tensor}, [CTC_ARGMAX, CTC_MAX_PROB])
+            res = await self.backend.run(self.rec.name, inputs, [CTC_ARGMAX, CTC_MAX_PROB])
             return recognition.ctc_greedy(res[CTC_ARGMAX], res[CTC_MAX_PROB], self.rec.charset)
-        probs = await self._run1(self.rec.name, tensor)
+        probs = (await self.backend.run(self.rec.name, inputs, [io.outputs[0]]))[io.outputs[0]]
         return recognition.ctc_decode(probs, self.rec.charset)
 
     def effective_settings(self, opts: PipelineOptions) -> EffectiveSettings:
@@ -144,9 +175,9 @@ class Pipeline:
 
         # detection
         t0 = time.perf_counter()
-        det_in = await asyncio.to_thread(detection.preprocess, img, self.det, policy)
-        prob = await self._run1(self.det.name, det_in.tensor)
-        boxes = await asyncio.to_thread(self._boxes, prob[0, 0], det_in, params)
+        det_in = await asyncio.to_thread(detection.preprocess, img, self.det, policy, self._lean(self.det.name))
+        prob = await self._detect(det_in.tensor)
+        boxes = await asyncio.to_thread(self._boxes, prob, det_in, params)
         t1 = time.perf_counter()
         timings["detection"] = (t1 - t0) * 1000
         if not boxes:
@@ -161,8 +192,11 @@ class Pipeline:
             assert self.cls is not None
             for start in range(0, len(crops), s.rec_batch_size):
                 part = crops[start:start + s.rec_batch_size]
-                tensor = await asyncio.to_thread(classification.preprocess, part, self.cls)
-                probs = await self._run1(self.cls.name, tensor)
+                if self._lean(self.cls.name):
+                    tensor, widths = await asyncio.to_thread(classification.preprocess_u8, part, self.cls)
+                else:
+                    tensor, widths = await asyncio.to_thread(classification.preprocess, part, self.cls), None
+                probs = await self._classify(tensor, widths)
                 classification.apply(part, probs, self.cls, s.cls_thresh)
                 crops[start:start + s.rec_batch_size] = part
             t3 = time.perf_counter()
@@ -170,9 +204,10 @@ class Pipeline:
             t2 = t3
 
         batches = await asyncio.to_thread(
-            recognition.plan_batches, crops, self.rec, s.rec_batch_size, s.rec_width_multiple, s.rec_min_width
+            recognition.plan_batches, crops, self.rec, s.rec_batch_size, s.rec_width_multiple, s.rec_min_width,
+            self._lean(self.rec.name),
         )
-        decoded = await asyncio.gather(*(self._recognize(b.tensor) for b in batches))
+        decoded = await asyncio.gather(*(self._recognize(b) for b in batches))
         texts: list[tuple[str, float] | None] = [None] * len(crops)
         for b, results in zip(batches, decoded):
             for i, res in zip(b.indices, results):

@@ -35,7 +35,7 @@ class DBParams:
 
 @dataclass(frozen=True)
 class DetInput:
-    tensor: np.ndarray  # (1, 3, H', W') float32
+    tensor: np.ndarray  # (1, 3, H', W') float32, or (1, H', W', 3) uint8 for a model with the uint8 head
     ratio_h: float  # H' / H
     ratio_w: float
     src_h: int
@@ -56,10 +56,17 @@ def resized_shape(h: int, w: int, policy: ResizePolicy) -> tuple[int, int]:
     return rh, rw
 
 
-def normalize_to_chw(img: np.ndarray, norm: Normalization) -> np.ndarray:
-    """HxWx3 uint8 -> 3xHxW float32 ((x*scale - mean) / std), channel order kept as given (BGR)."""
+def norm_coeffs(norm: Normalization) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel float32 (mul, add) with (x*scale - mean) / std == x * mul + add: the arithmetic
+    of ``normalize_to_chw`` and of the models' uint8 input head (export_scripts/input_head.py)."""
     mul = (norm.scale / np.asarray(norm.std, dtype=np.float32)).astype(np.float32)
     add = (-np.asarray(norm.mean, dtype=np.float32) / np.asarray(norm.std, dtype=np.float32)).astype(np.float32)
+    return mul, add
+
+
+def normalize_to_chw(img: np.ndarray, norm: Normalization) -> np.ndarray:
+    """HxWx3 uint8 -> 3xHxW float32 ((x*scale - mean) / std), channel order kept as given (BGR)."""
+    mul, add = norm_coeffs(norm)
     out = np.empty((3,) + img.shape[:2], dtype=np.float32)
     for c in range(3):
         np.multiply(img[:, :, c], mul[c], out=out[c], casting="unsafe")
@@ -67,11 +74,13 @@ def normalize_to_chw(img: np.ndarray, norm: Normalization) -> np.ndarray:
     return out
 
 
-def preprocess(img: np.ndarray, spec: DetSpec, policy: ResizePolicy) -> DetInput:
+def preprocess(img: np.ndarray, spec: DetSpec, policy: ResizePolicy, uint8: bool = False) -> DetInput:
+    """The resized image as the model's input: normalised float32 CHW, or (``uint8``) the resized
+    pixels themselves for a model that normalises in its own input head (a quarter of the bytes)."""
     h, w = img.shape[:2]
     rh, rw = resized_shape(h, w, policy)
     resized = img if (rh, rw) == (h, w) else cv2.resize(img, (rw, rh), interpolation=cv2.INTER_LINEAR)
-    tensor = normalize_to_chw(resized, spec.norm)[None]
+    tensor = np.ascontiguousarray(resized)[None] if uint8 else normalize_to_chw(resized, spec.norm)[None]
     return DetInput(tensor=tensor, ratio_h=rh / h, ratio_w=rw / w, src_h=h, src_w=w)
 
 

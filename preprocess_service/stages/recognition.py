@@ -17,7 +17,8 @@ REC_NORM = Normalization(scale=1.0 / 255.0, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5,
 @dataclass(frozen=True)
 class RecBatch:
     indices: list[int]  # positions of the crops of this batch in the input list
-    tensor: np.ndarray  # (n, 3, H, W) float32
+    tensor: np.ndarray  # (n, 3, H, W) float32, or (n, H, W, 3) uint8 for a model with the uint8 head
+    widths: np.ndarray | None = None  # (n, 1) int64: each row's width before padding (uint8 only)
 
 
 def batch_width(ratios: list[float], spec: RecSpec, multiple: int = 0, min_width: int | None = None) -> int:
@@ -32,8 +33,10 @@ def batch_width(ratios: list[float], spec: RecSpec, multiple: int = 0, min_width
 
 
 def plan_batches(crops: list[np.ndarray], spec: RecSpec, batch_size: int, width_multiple: int = 0,
-                 min_width: int | None = None) -> list[RecBatch]:
-    """Crops sorted by aspect ratio, cut into batches, each padded (zeros) to its widest crop."""
+                 min_width: int | None = None, uint8: bool = False) -> list[RecBatch]:
+    """Crops sorted by aspect ratio, cut into batches, each padded to its widest crop: with zeros
+    after normalising (float32), or (``uint8``) as raw pixels with each row's valid width, for a
+    model whose input head normalises and zeroes the padding itself."""
     h = spec.image_height
     ratios = [c.shape[1] / max(c.shape[0], 1) for c in crops]
     order = sorted(range(len(crops)), key=lambda i: ratios[i])
@@ -41,12 +44,20 @@ def plan_batches(crops: list[np.ndarray], spec: RecSpec, batch_size: int, width_
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         width = batch_width([ratios[i] for i in idx], spec, width_multiple, min_width)
-        tensor = np.zeros((len(idx), 3, h, width), dtype=np.float32)
+        if uint8:
+            tensor = np.zeros((len(idx), h, width, 3), dtype=np.uint8)
+            widths = np.zeros((len(idx), 1), dtype=np.int64)
+        else:
+            tensor = np.zeros((len(idx), 3, h, width), dtype=np.float32)
         for row, i in enumerate(idx):
             rw = max(1, min(width, int(math.ceil(h * ratios[i]))))
             resized = cv2.resize(crops[i], (rw, h), interpolation=cv2.INTER_LINEAR)
-            tensor[row, :, :, :rw] = normalize_to_chw(resized, REC_NORM)
-        batches.append(RecBatch(indices=idx, tensor=tensor))
+            if uint8:
+                tensor[row, :, :rw] = resized
+                widths[row, 0] = rw
+            else:
+                tensor[row, :, :, :rw] = normalize_to_chw(resized, REC_NORM)
+        batches.append(RecBatch(indices=idx, tensor=tensor, widths=widths if uint8 else None))
     return batches
 
 

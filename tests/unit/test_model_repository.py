@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import zipfile
 
 import onnxruntime as ort
 import pytest
@@ -59,7 +60,7 @@ def test_fetch_into_a_fresh_repository_is_idempotent_and_repairs(tmp_path):
     onnx_path = repo / "ppocr_textline_cls" / "1" / "model.onnx"
     onnx_path.write_bytes(b"tampered")
     assert fetch_models.fetch(repo, ["ppocr_textline_cls"], cache) == ["ppocr_textline_cls"]
-    assert fetch_models.sha256_file(onnx_path) == MODELS["ppocr_textline_cls"].onnx_sha256
+    assert fetch_models.sha256_file(onnx_path) == MODELS["ppocr_textline_cls"].served_sha256
 
 
 def test_unknown_model_name(tmp_path):
@@ -108,8 +109,10 @@ def test_ctc_head_equals_argmax_and_max_of_the_softmax(repository, name):
 
     sess = ort.InferenceSession(str(model_file(repository / name)), providers=["CPUExecutionProvider"])
     assert [o.name for o in sess.get_outputs()][1:] == ["ctc_argmax", "ctc_max_prob"]
-    x = np.random.default_rng(0).normal(size=(3, 3, 48, 400)).astype(np.float32)
-    probs, idx, best = sess.run(None, {"x": x})
+    assert [i.name for i in sess.get_inputs()] == ["x", "valid_width"]
+    x = np.random.default_rng(0).integers(0, 256, size=(3, 48, 400, 3), dtype=np.uint8)
+    widths = np.array([[400], [300], [123]], dtype=np.int64)
+    probs, idx, best = sess.run(["fetch_name_0", "ctc_argmax", "ctc_max_prob"], {"x": x, "valid_width": widths})
     assert np.array_equal(idx, probs.argmax(axis=2))
     np.testing.assert_array_equal(best, probs.max(axis=2))
     spec = load_spec(repository, name)
@@ -123,3 +126,37 @@ def test_ctc_head_is_deterministic_and_idempotent(repository):
 
     served = (repository / "ppocrv6_small_rec" / "1" / "model.onnx").read_bytes()
     assert add_ctc_head(served) == served  # already there: unchanged
+
+
+@pytest.mark.parametrize("name,kind", [("ppocrv6_small_det", "det"), ("ppocrv6_small_rec", "rec"),
+                                       ("ppocr_textline_cls", "cls")])
+def test_the_uint8_input_head_computes_exactly_what_the_float_input_did(repository, name, kind):
+    """The served model fed uint8 NHWC (and valid widths) gives the very numbers the published
+    model gives on the service's float32 normalisation, zero-padded after normalising."""
+    import numpy as np
+
+    from export_scripts.fetch_models import WHEEL_FILE, _read
+    from preprocess_service.stages import detection
+    from preprocess_service.stages.recognition import REC_NORM
+
+    spec = load_spec(repository, name)
+    with zipfile.ZipFile(WHEEL_CACHE / WHEEL_FILE) as zf:
+        published = _read(zf, MODELS[name].onnx_member)
+    plain = ort.InferenceSession(published, providers=["CPUExecutionProvider"])
+    served = ort.InferenceSession(str(model_file(repository / name)), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    h, w = (64, 96) if kind == "det" else (48, 160 if kind == "rec" else 192)
+    img = rng.integers(0, 256, size=(2, h, w, 3), dtype=np.uint8)
+    norm = REC_NORM if kind == "rec" else spec.norm
+    floats = np.stack([detection.normalize_to_chw(i, norm) for i in img])
+    if kind == "det":
+        want = plain.run(None, {"x": floats})[0]
+        got, got_u8 = served.run([served.get_outputs()[0].name, "prob_u8"], {"x": img})
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got_u8, np.round(np.clip(want, 0, 1) * 255).astype(np.uint8))
+        return
+    widths = np.array([[w], [w // 2]], dtype=np.int64)
+    floats[1, :, :, w // 2:] = 0.0  # PaddleOCR pads after normalising
+    want = plain.run(None, {"x": floats})[0]
+    got = served.run([served.get_outputs()[0].name], {"x": img, "valid_width": widths})[0]
+    np.testing.assert_array_equal(got, want)
