@@ -5,7 +5,8 @@ Input: one folder per model, as PaddleOCR / PaddleX publish them: ``inference.js
 recognition, classifier) is read from ``inference.yml``. Output, the layout the service and
 Triton read::
 
-    <repository>/<name>/1/model.onnx    (recognition: with the greedy-CTC head, see ctc_head.py)
+    <repository>/<name>/1/model.onnx    (the uint8 input head, see input_head.py; recognition also the
+                                        greedy-CTC head, see ctc_head.py)
     <repository>/<name>/inference.yml   (copied)
     <repository>/<name>/config.pbtxt    (triton_config.py)
 
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from export_scripts import ctc_head, triton_config
+from export_scripts import input_head, triton_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -165,18 +166,24 @@ def fp16_check(kind: str, fp32: bytes, fp16: bytes, folder: Path, images: list[P
     s16 = ort.InferenceSession(fp16, providers=["CPUExecutionProvider"])
     inp = s32.get_inputs()[0].name
     out = s32.get_outputs()[0].name
+    lean = s32.get_inputs()[0].type == "tensor(uint8)"  # the uint8 input head (input_head.py)
     spec = load_spec(folder.parent, folder.name)
     stats = {"images": len(images), "max_abs_diff": 0.0}
     flipped = total = same_text = 0
     for path in images:
         img = decode_image(path.read_bytes(), 10**8)
+        feed: dict[str, np.ndarray]
         if isinstance(spec, DetSpec):
-            x = detection.preprocess(img, spec, detection.ResizePolicy()).tensor
+            feed = {inp: detection.preprocess(img, spec, detection.ResizePolicy(), uint8=lean).tensor}
         elif isinstance(spec, RecSpec):
-            x = recognition.plan_batches([img], spec, 1)[0].tensor
+            batch = recognition.plan_batches([img], spec, 1, uint8=lean)[0]
+            feed = {inp: batch.tensor, **({input_head.VALID_WIDTH: batch.widths} if lean else {})}
+        elif lean:
+            x, widths = classification.preprocess_u8([img], spec)
+            feed = {inp: x, input_head.VALID_WIDTH: widths}
         else:
-            x = classification.preprocess([img], spec)
-        a, b = s32.run([out], {inp: x})[0], s16.run([out], {inp: x})[0]
+            feed = {inp: classification.preprocess([img], spec)}
+        a, b = s32.run([out], feed)[0], s16.run([out], feed)[0]
         stats["max_abs_diff"] = max(stats["max_abs_diff"], float(np.abs(a - b).max()))
         if isinstance(spec, DetSpec):
             flipped += int(((a > spec.thresh) != (b > spec.thresh)).sum())
@@ -207,10 +214,12 @@ def export_one(name: str, source: Path, repository: Path, opset: int, tolerance:
         if not passed:
             raise ExportError(f"{name}: max |paddle - onnx| = {diff:.3g} is over the tolerance {tolerance:g}")
         data = raw.read_bytes()
-    if kind == "rec":
-        data = ctc_head.add_ctc_head(data)
-    (folder / "1" / "model.onnx").write_bytes(data)
     shutil.copyfile(source / "inference.yml", folder / "inference.yml")
+    # as every served model: the greedy-CTC head on recognition, the uint8 input head on all
+    from preprocess_service.model_spec import load_spec
+
+    data = input_head.serve_ready(data, kind, load_spec(repository, name))
+    (folder / "1" / "model.onnx").write_bytes(data)
     (folder / "config.pbtxt").write_text(triton_config.render_for_model(name, kind, data, doc))
     report = ExportReport(name, kind, str(source), str(folder / "1" / "model.onnx"), diff, shapes, passed)
     if fp16:

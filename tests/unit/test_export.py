@@ -100,13 +100,18 @@ def test_layout_dynamic_dims_and_config(exported):
         assert (folder / "1" / "model.onnx").exists() and (folder / "inference.yml").exists()
         cfg = (folder / "config.pbtxt").read_text()
         assert f'name: "{name}"' in cfg and 'backend: "onnxruntime"' in cfg
-    det = ort.InferenceSession(str(repo / "tiny_det" / "1" / "model.onnx")).get_inputs()[0].shape
+    det_session = ort.InferenceSession(str(repo / "tiny_det" / "1" / "model.onnx"))
+    det = det_session.get_inputs()[0]
     rec = ort.InferenceSession(str(repo / "tiny_rec" / "1" / "model.onnx"))
-    assert not isinstance(det[0], int) and not isinstance(det[2], int) and not isinstance(det[3], int)
+    # the uint8 input head (input_head.py): NHWC uint8, all spatial dims dynamic
+    assert det.type == "tensor(uint8)" and det.shape[3] == 3
+    assert not any(isinstance(d, int) for d in det.shape[:3])
+    assert [o.name for o in det_session.get_outputs()][1:] == ["prob_u8"]
     shape = rec.get_inputs()[0].shape
-    assert shape[1:3] == [3, 48] and not isinstance(shape[3], int)
+    assert shape[1] == 48 and shape[3] == 3 and not isinstance(shape[2], int)
+    assert [i.name for i in rec.get_inputs()] == ["x", "valid_width"]
     assert [o.name for o in rec.get_outputs()][1:] == ["ctc_argmax", "ctc_max_prob"]
-    assert "dims: [ 3, -1, -1 ]" in (repo / "tiny_det" / "config.pbtxt").read_text()
+    assert "dims: [ -1, -1, 3 ]" in (repo / "tiny_det" / "config.pbtxt").read_text()
 
 
 def test_the_service_loads_and_runs_the_exported_models(exported):
