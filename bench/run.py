@@ -43,6 +43,7 @@ import psutil
 import yaml
 
 from bench.dataset import BenchItem, load
+from bench.proxy import CountingProxy
 from bench.timing import percentile, run_threads
 from evaluation import EVAL_DIR
 from evaluation.scoring import PredLine, score_item
@@ -113,27 +114,34 @@ class Target:
     pids: list[int]
     stop: callable
     info: dict = field(default_factory=dict)
+    proxy: CountingProxy | None = None  # between the service and Triton, for ours-triton
 
 
 def start_ours(work: Path, backend: str, extra_env: dict[str, str] | None = None) -> Target:
     token = secrets.token_urlsafe(16)
     env = {"OCR_API_TOKENS": token, "OCR_LOG_LEVEL": "warning", **(extra_env or {})}
-    triton = None
+    triton = proxy = None
     if backend == "triton":
         triton = LocalTriton(TRITON_VENV, work / "triton", http_port=free_port(), grpc_port=free_port(),
                              metrics_port=free_port(), models=[DET, REC], log_path=work / "triton.log")
         triton.start()
-        env |= {"OCR_BACKEND": "triton", "OCR_TRITON_URL": triton.url}
+        # every byte between the service and Triton is counted (bytes per page on the hop)
+        proxy = CountingProxy(triton.http_port).__enter__()
+        env |= {"OCR_BACKEND": "triton", "OCR_TRITON_URL": f"127.0.0.1:{proxy.port}"}
     srv = LocalServer(env, log_path=work / f"ours-{backend}-{secrets.token_hex(3)}.log").start()
     info = httpx.get(f"{srv.url}/readyz").json()
+    if proxy is not None:
+        proxy.reset()
 
     def stop():
         srv.stop()
+        if proxy:
+            proxy.__exit__(None, None, None)
         if triton:
             triton.stop()
 
     pids = [srv.proc.pid] + ([triton.proc.pid] if triton else [])
-    return Target(f"{srv.url}/v1/ocr", {"Authorization": f"Bearer {token}"}, pids, stop, info)
+    return Target(f"{srv.url}/v1/ocr", {"Authorization": f"Bearer {token}"}, pids, stop, info, proxy)
 
 
 def stage_peer_models(work: Path) -> dict[str, Path]:
@@ -371,6 +379,14 @@ def targets(results: dict) -> list[str]:
             ratio = ours["levels"]["4"]["images_per_s"] / s[best]["levels"]["4"]["images_per_s"]
             lines.append(f"throughput c=4: ours / {best} = {ratio:.2f}x (target >= 1.5x); "
                          f"CER ours {ours['cer']:.4f} vs {best} {s[best]['cer']:.4f}")
+        if "ours-triton" in s and "4" in ours["levels"]:
+            tr = s["ours-triton"]
+            ratio = tr["levels"]["4"]["images_per_s"] / ours["levels"]["4"]["images_per_s"]
+            lines.append(f"throughput c=4: ours-triton / ours = {ratio:.2f}x (target >= 0.9x)")
+            if "triton_hop" in tr:
+                hop = tr["triton_hop"]
+                lines.append(f"Triton hop: {hop['bytes_to_triton_per_page'] / 1e6:.2f} MB to Triton and "
+                             f"{hop['bytes_from_triton_per_page'] / 1e6:.2f} MB back per page")
         if "floor" in s and "1" in ours["levels"]:
             ratio = ours["levels"]["1"]["p50_ms"] / s["floor"]["levels"]["1"]["p50_ms"]
             mean_ratio = (1 / ours["levels"]["1"]["images_per_s"]) / (1 / s["floor"]["levels"]["1"]["images_per_s"])
@@ -463,6 +479,12 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 results["systems"][system] = bench_http(system, target, items, args.concurrency, args.rounds)
                 results["systems"][system]["start_s"] = start_s
+                if target.proxy is not None:  # every page posted, the two warm-up pages included
+                    levels = results["systems"][system]["levels"].values()
+                    pages = 2 + sum(lv["requests"] for lv in levels)
+                    results["systems"][system]["triton_hop"] = {
+                        "pages": pages, "bytes_to_triton_per_page": target.proxy.up / pages,
+                        "bytes_from_triton_per_page": target.proxy.down / pages}
             finally:
                 target.stop()
         if args.soak:

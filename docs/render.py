@@ -32,7 +32,12 @@ WRITTEN_BY = {
     "levers.json": "make levers (python -m bench.levers)",
     "setup-footprint.json": "make setup-footprint (python -m bench.setup_footprint)",
     "api-example.json": ".venv/bin/python docs/api_example.py",
+    "hostile.json": "make hostile (the hostile-client suite, tests/e2e/test_hostile.py)",
+    "memory-costs.json": "python -m bench.memory_costs",
+    "triton-hop.json": "python -m bench.triton_hop",
 }
+# the capacity page's target: pages per second on one GPU node
+CAPACITY_PAGES_PER_S = 1000
 PEERS = ("paddleocr", "rapidocr")
 # the project's targets, checked against bench.json
 TARGET_SPEEDUP_C4 = 1.5  # ours / the faster peer, images/s at concurrency 4
@@ -301,6 +306,60 @@ def api_example_paddlex(a: Artifacts) -> str:
             f"```json\n{compact(e['paddlex_ocr'])}\n```\n")
 
 
+def hostile_table(a: Artifacts) -> str:
+    h = a["hostile.json"]
+    def statuses(s) -> str:
+        if isinstance(s, dict):
+            return ", ".join(f"{code} x{n}" if n > 1 else str(code) for code, n in sorted(s.items())) or "-"
+        return ", ".join(str(x) for x in s) or "-"
+
+    rows = [[c["case"], c.get("sent", ""), statuses(c.get("statuses", {})), f"{c['peak_rss_mib']:.0f}",
+             f"{c.get('budget_mib', h['budget_mib']):.0f}"] for c in h["cases"]]
+    return (f"Measured {h['date']} on {h['machine']['cores']} cores, no GPU, by `make hostile` "
+            f"(`docs/artifacts/hostile.json`); the service's resident set after start-up was "
+            f"{h['baseline_rss_mib']:.0f} MiB, its budget {h['budget_mib']:.0f} MiB (75% of the chart's 2 GiB "
+            f"limit).\n\n" + table(["case", "what was sent", "status", "peak RSS MiB", "budget MiB"], rows) + "\n")
+
+
+def memory_costs(a: Artifacts) -> str:
+    m = a["memory-costs.json"]
+    rows = [[r["kind"], f"{r['width']}x{r['height']}", f"{r['peak_mib'] - r['base_mib']:.0f}",
+             f"{r['bytes_per_pixel']:.0f}"] for r in m["rows"]]
+    c = m["constants"]
+    return (table(["stage", "input", "peak over base MiB", "bytes per pixel"], rows)
+            + f"\n\nThe budget charges {c['DECODE_BYTES_PER_PIXEL']} bytes per decoded pixel (more for transparent "
+            f"images), {c['DET_BYTES_PER_PIXEL']} per detection-input pixel plus {c['DET_FIXED_MIB']:.0f} MiB "
+            f"(measured {m['date']} on {m['machine']['cores']} cores, no GPU, by `python -m bench.memory_costs`).\n")
+
+
+def triton_hop(a: Artifacts) -> str:
+    t = a["triton-hop.json"]
+    rows = []
+    for name, v in t["variants"].items():
+        rows.append([name, f"{v['bytes_to_triton_per_page'] / 1e6:.3f}", f"{v['bytes_from_triton_per_page'] / 1e6:.3f}",
+                     f"{v['bytes_per_page'] / 1e6:.3f}", f"{v['service_cpu_ms_per_page']:.0f}"])
+    return (f"Over the {t['images']} evaluation images, one request at a time, measured {t['date']} on "
+            f"{t['machine']['cores']} cores, no GPU, by `python -m bench.triton_hop` "
+            f"(`docs/artifacts/triton-hop.json`):\n\n"
+            + table(["tensors", "MB to Triton per page", "MB back per page", "MB per page", "service CPU ms per page"], rows)
+            + f"\n\nThe uint8 tensors carry {t['uint8_over_float32_bytes']:.3f} of the float32 bytes per page; "
+            f"the text read was {'the same' if t['same_text'] else 'NOT the same'} on every image.\n")
+
+
+def capacity(a: Artifacts) -> str:
+    t = a["triton-hop.json"]
+    rows = []
+    for name, v in t["variants"].items():
+        cores = CAPACITY_PAGES_PER_S * v["service_cpu_ms_per_page"] / 1000
+        up = CAPACITY_PAGES_PER_S * v["bytes_to_triton_per_page"] * 8 / 1e9
+        down = CAPACITY_PAGES_PER_S * v["bytes_from_triton_per_page"] * 8 / 1e9
+        rows.append([name, f"{v['service_cpu_ms_per_page']:.0f}", f"{cores:.0f}", f"{up:.1f}", f"{down:.1f}"])
+    return (table(["tensors", "service CPU ms per page", f"service cores for {CAPACITY_PAGES_PER_S} pages/s",
+                   "Gbit/s to the GPU node", "Gbit/s back"], rows)
+            + f"\n\nInputs: `docs/artifacts/triton-hop.json` ({t['date']}, {t['machine']['cores']} cores, no GPU). "
+            f"Cores = pages/s x CPU ms per page / 1000; bandwidth = pages/s x bytes per page x 8.\n")
+
+
 REGIONS = {
     "setup-footprint": setup_footprint,
     "headline": headline,
@@ -315,6 +374,10 @@ REGIONS = {
     "levers-glue": levers_glue,
     "api-example": api_example,
     "api-example-paddlex": api_example_paddlex,
+    "hostile-table": hostile_table,
+    "memory-costs": memory_costs,
+    "triton-hop": triton_hop,
+    "capacity": capacity,
 }
 
 

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dev_token_file:
         ensure_dev_token(args.dev_token_file)
 
-    from .memory import fix_mmap_threshold
+    from .memory import fix_mmap_threshold, limit_arenas
     from .settings import get_settings
 
     try:
@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         _say(f"configuration error: {problems}", "ERROR")
         return 2
+    if settings.malloc_arena_max:  # before any thread starts
+        limit_arenas(settings.malloc_arena_max)
     if settings.malloc_mmap_threshold_kib:
         fix_mmap_threshold(settings.malloc_mmap_threshold_kib * 1024)
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -15,6 +15,7 @@ import ctypes.util
 import os
 
 M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
 
 
 def _libc():
@@ -48,6 +49,20 @@ def rss_bytes() -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def limit_arenas(count: int) -> bool:
+    """At most ``count`` glibc malloc arenas. glibc gives each thread that allocates concurrently
+    an arena of its own (up to 8 per core); every arena keeps the high-water mark of what its
+    threads held, so with the service's worker threads the process's resident set becomes the
+    sum of several pages' transient peaks instead of one. False where the C library is not glibc."""
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None) if libc is not None else None
+    if mallopt is None:
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return mallopt(M_ARENA_MAX, count) == 1
 
 
 def fix_mmap_threshold(threshold_bytes: int) -> bool:

@@ -108,12 +108,17 @@ class OCRService:
             cost = max(self.page_cost(size, settings, doc.bytes_per_pixel, visualize)
                        for _, doc, _ in probed for size in doc.sizes)
             await self.admission.memory.reserve(cost, self.settings.queue_timeout_s, "the largest page")
+            trim = bool(self.settings.malloc_trim_over_mib) and cost > self.settings.malloc_trim_over_mib * MIB
             try:
-                return Processed([await self._read_document(src, doc, t0, opts, visualize)
-                                  for src, doc, t0 in probed], settings)
+                documents_read = []
+                for k, (src, doc, t0) in enumerate(probed):
+                    if k and trim:
+                        await asyncio.to_thread(memory.trim)
+                    documents_read.append(await self._read_document(src, doc, t0, opts, visualize, trim))
+                return Processed(documents_read, settings)
             finally:
                 self.admission.memory.release(cost)
-                if self.settings.malloc_trim_over_mib and cost > self.settings.malloc_trim_over_mib * MIB:
+                if trim:
                     await asyncio.to_thread(memory.trim)
 
         return await self.admission.admit(job, identity)
@@ -136,9 +141,11 @@ class OCRService:
         return await asyncio.to_thread(documents.probe, data, src.kind, s.max_pdf_pages, s.max_image_pixels)
 
     async def _read_document(self, src: Source, doc: documents.Probed, t0: float, opts: PipelineOptions,
-                             visualize: bool) -> Document:
+                             visualize: bool, trim: bool) -> Document:
         pages = []
         for i in range(len(doc.sizes)):
+            if i and trim:  # the previous large page's freed memory goes back before the next is decoded
+                await asyncio.to_thread(memory.trim)
             img = await asyncio.to_thread(documents.page_image, doc, i, self.settings.max_image_pixels)
             res = await self.read_page(img, opts, t0 if i == 0 else None)
             res.page, res.source = (i + 1 if doc.kind == "pdf" else None), src.name

@@ -58,6 +58,15 @@ class Settings(BaseSettings):
         default=300.0, ge=0, description="one attempt to find the models on Triton waits this long (then retried; "
         "the API listens and answers 503 backend_unavailable meanwhile)")
     backend_check_interval_s: float = Field(default=5.0, gt=0, description="health check of the backend (ocr_backend_up)")
+    # --- GPU and Triton queue settings ---
+    ort_cuda_cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = Field(
+        default="HEURISTIC", description="cuDNN convolution search of the CUDA provider (OCR shapes change "
+        "with every page: EXHAUSTIVE re-benchmarks each new shape, hundreds of ms)")
+    ort_cuda_arena_extend_strategy: Literal["kNextPowerOfTwo", "kSameAsRequested"] = Field(
+        default="kSameAsRequested", description="how the CUDA memory arena grows")
+    ort_cuda_gpu_mem_limit_mib: int = Field(default=0, ge=0, description="CUDA arena limit (0: none)")
+    ort_cuda_do_copy_in_default_stream: bool = Field(
+        default=True, description="CUDA copies on the compute stream (false: separate streams, may race)")
 
     malloc_mmap_threshold_kib: int = Field(
         default=0, ge=0, le=32768,
@@ -105,6 +114,9 @@ class Settings(BaseSettings):
         "the chart sets it from the same value as resources.limits.memory")
     memory_budget_fraction: float = Field(
         default=0.75, gt=0.1, le=1.0, description="the share of the limit the process may reach (RSS)")
+    malloc_arena_max: int = Field(
+        default=2, ge=0, le=64, description="glibc malloc arenas (0: glibc's default, 8 per core); few arenas keep "
+        "the resident set near one page's peak instead of one per worker thread")
     malloc_trim_over_mib: int = Field(
         default=32, ge=0, description="after a request that reserved more than this, hand freed memory back "
         "to the system (glibc malloc_trim; 0: never)")

@@ -1,0 +1,62 @@
+"""A TCP forwarder on 127.0.0.1 that counts the bytes in each direction: what the service and a
+Triton server exchange (bench/run.py's ours-triton, bench/triton_hop.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from harness.localserver import free_port
+
+
+class CountingProxy:
+    """A TCP forwarder on 127.0.0.1 that counts the bytes in each direction."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.port = free_port()
+        self.up = 0  # service -> Triton
+        self.down = 0  # Triton -> service
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> CountingProxy:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def reset(self) -> None:
+        self.up = self.down = 0
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def pipe(reader, writer, up: bool):
+            try:
+                while data := await reader.read(65536):
+                    if up:
+                        self.up += len(data)
+                    else:
+                        self.down += len(data)
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                writer.close()
+
+        async def handle(client_reader, client_writer):
+            server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            await asyncio.gather(pipe(client_reader, server_writer, True), pipe(server_reader, client_writer, False))
+
+        async def start():
+            await asyncio.start_server(handle, "127.0.0.1", self.port)
+            self._ready.set()
+
+        self._loop.run_until_complete(start())
+        self._loop.run_forever()
