@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from ..settings import Settings
-from .base import InferenceBackend, ModelIO
+from .base import InferenceBackend, ModelIO, request_deadline
 
 
 def create_backend(settings: Settings) -> InferenceBackend:
     if settings.backend == "onnxruntime":
-        from .onnxruntime_backend import OnnxRuntimeBackend
+        from .onnxruntime_backend import CudaOptions, OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(
             settings.model_repository,
@@ -21,6 +21,7 @@ def create_backend(settings: Settings) -> InferenceBackend:
             inter_op_threads=settings.ort_inter_op_threads,
             allow_cpu_fallback=settings.ort_allow_cpu_fallback,
             model_intra_op_threads={settings.model_names["det"]: settings.det_intra_op_threads},
+            cuda_options=CudaOptions.from_settings(settings),
         )
     if settings.backend == "triton":
         from .triton_backend import TritonBackend
@@ -34,4 +35,4 @@ def create_backend(settings: Settings) -> InferenceBackend:
     raise ValueError(f"backend {settings.backend!r} is not available in this build")
 
 
-__all__ = ["InferenceBackend", "ModelIO", "create_backend"]
+__all__ = ["InferenceBackend", "ModelIO", "create_backend", "request_deadline"]

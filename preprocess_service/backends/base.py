@@ -7,9 +7,17 @@ pre/post-processing shared by all backends cannot drift apart.
 from __future__ import annotations
 
 import abc
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
+
+# The request's deadline, as a time.monotonic() value (None: no deadline but the backend's own
+# per-call timeout). Set by whoever starts a request's work, read by every backend's run(): a
+# run whose deadline has passed is not started (503 deadline_exceeded), and Triton gets the time
+# left as the request's queue timeout, so work nobody waits for any more is never run. Tasks
+# copy it when they are created: set it before creating the request's task.
+request_deadline: ContextVar[float | None] = ContextVar("request_deadline", default=None)
 
 
 @dataclass(frozen=True)
@@ -35,7 +43,9 @@ class InferenceBackend(abc.ABC):
 
     @abc.abstractmethod
     async def run(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        """Run one batch and return the requested outputs (default: all). Never blocks the event loop."""
+        """Run one batch and return the requested outputs (default: all). Never blocks the event loop.
+
+        Honours ``request_deadline``: past it, raises ``DeadlineExceeded`` without running."""
 
     @abc.abstractmethod
     async def ready(self) -> bool:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import onnxruntime as ort
 
+from ..errors import DeadlineExceeded
 from ..model_spec import model_file
-from .base import InferenceBackend, ModelIO
+from .base import InferenceBackend, ModelIO, request_deadline
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +27,66 @@ GRAPH_OPTIMIZATION = {
 }
 EXECUTION_MODE = {"sequential": ort.ExecutionMode.ORT_SEQUENTIAL, "parallel": ort.ExecutionMode.ORT_PARALLEL}
 
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CudnnConvAlgoSearch = Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"]
+ArenaExtendStrategy = Literal["kNextPowerOfTwo", "kSameAsRequested"]
+
+
+@dataclass(frozen=True)
+class CudaOptions:
+    """onnxruntime's CUDA execution provider options (the ``OCR_ORT_CUDA_*`` settings).
+
+    The same object writes the Triton configs (export_scripts/triton_config.py), so the embedded
+    backend and Triton's onnxruntime backend make the same choices on a GPU. The defaults are
+    the settings' defaults (a unit test holds them equal)."""
+
+    # HEURISTIC: OCR inputs change shape with every page, and onnxruntime's default EXHAUSTIVE
+    # search benchmarks every convolution again for each new shape (PaddleX measured 634 ms
+    # against 1.9 ms per new input shape).
+    cudnn_conv_algo_search: CudnnConvAlgoSearch = "HEURISTIC"
+    # kSameAsRequested: the arena grows by what a run needs, not to the next power of two (on
+    # varying shapes the power-of-two arena can double GPU memory for nothing).
+    arena_extend_strategy: ArenaExtendStrategy = "kSameAsRequested"
+    gpu_mem_limit_mib: int = 0  # 0: no limit (onnxruntime's SIZE_MAX)
+    # copies on the compute stream (onnxruntime's default; separate streams can race)
+    do_copy_in_default_stream: bool = True
+
+    def __post_init__(self) -> None:
+        if self.gpu_mem_limit_mib < 0:
+            raise ValueError("gpu_mem_limit_mib must be >= 0")
+
+    @classmethod
+    def from_settings(cls, settings) -> CudaOptions:
+        return cls(
+            cudnn_conv_algo_search=settings.ort_cuda_cudnn_conv_algo_search,
+            arena_extend_strategy=settings.ort_cuda_arena_extend_strategy,
+            gpu_mem_limit_mib=settings.ort_cuda_gpu_mem_limit_mib,
+            do_copy_in_default_stream=settings.ort_cuda_do_copy_in_default_stream,
+        )
+
+    def provider_options(self) -> dict[str, str]:
+        """onnxruntime's option names and values (``providers=[("CUDAExecutionProvider", this)]``;
+        Triton passes its ``cuda`` accelerator parameters to the same onnxruntime call)."""
+        opts = {
+            "cudnn_conv_algo_search": self.cudnn_conv_algo_search,
+            "arena_extend_strategy": self.arena_extend_strategy,
+            "do_copy_in_default_stream": "1" if self.do_copy_in_default_stream else "0",
+        }
+        if self.gpu_mem_limit_mib:
+            opts["gpu_mem_limit"] = str(self.gpu_mem_limit_mib * 2**20)
+        return opts
+
+    def triton_legacy_parameters(self) -> dict[str, str]:
+        """The same choices as Triton onnxruntime backend's model-level ``parameters`` (numeric codes)."""
+        legacy = {
+            "cudnn_conv_algo_search": str(("EXHAUSTIVE", "HEURISTIC", "DEFAULT").index(self.cudnn_conv_algo_search)),
+            "arena_extend_strategy": str(("kNextPowerOfTwo", "kSameAsRequested").index(self.arena_extend_strategy)),
+            "do_copy_in_default_stream": "1" if self.do_copy_in_default_stream else "0",
+        }
+        if self.gpu_mem_limit_mib:
+            legacy["gpu_mem_limit"] = str(self.gpu_mem_limit_mib * 2**20)
+        return legacy
+
 
 class OnnxRuntimeBackend(InferenceBackend):
     name = "onnxruntime"
@@ -30,7 +94,7 @@ class OnnxRuntimeBackend(InferenceBackend):
     def __init__(self, repository: Path, providers: list[str], intra_op_threads: int, workers: int = 1,
                  graph_optimization: str = "all", cpu_mem_arena: bool = False, execution_mode: str = "sequential",
                  inter_op_threads: int = 1, allow_cpu_fallback: bool = False,
-                 model_intra_op_threads: dict[str, int] | None = None):
+                 model_intra_op_threads: dict[str, int] | None = None, cuda_options: CudaOptions | None = None):
         self._repository = Path(repository)
         self._providers = providers
         self._intra = intra_op_threads
@@ -40,6 +104,7 @@ class OnnxRuntimeBackend(InferenceBackend):
         self._execution_mode = EXECUTION_MODE[execution_mode]
         self._allow_fallback = allow_cpu_fallback
         self._model_intra = dict(model_intra_op_threads or {})
+        self._cuda = cuda_options or CudaOptions()
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._io: dict[str, ModelIO] = {}
         # Model runs happen on these threads, off the event loop; workers x intra-op threads is
@@ -56,10 +121,21 @@ class OnnxRuntimeBackend(InferenceBackend):
         opts.log_severity_level = 3
         return opts
 
+    def session_providers(self, available: set[str] | None = None) -> list[str | tuple[str, dict[str, str]]]:
+        """What ``InferenceSession(providers=...)`` gets: the asked providers this onnxruntime
+        build has, in order, CUDA with its options (``OCR_ORT_CUDA_*``); the CPU when none is."""
+        available = set(ort.get_available_providers()) if available is None else available
+        chosen: list[str | tuple[str, dict[str, str]]] = []
+        for p in self._providers:
+            if p not in available:
+                continue
+            chosen.append((p, self._cuda.provider_options()) if p == CUDA_PROVIDER else p)
+        return chosen or ["CPUExecutionProvider"]
+
     def _open(self, model: str) -> None:
         path = model_file(self._repository / model)
         available = set(ort.get_available_providers())
-        providers = [p for p in self._providers if p in available] or ["CPUExecutionProvider"]
+        providers = self.session_providers(available)
         sess = ort.InferenceSession(str(path), self._options(model), providers=providers)
         got = sess.get_providers()[0]
         if got != self._providers[0]:
@@ -96,8 +172,15 @@ class OnnxRuntimeBackend(InferenceBackend):
     async def run(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         sess = self._sessions[model]
         outputs = list(outputs or self._io[model].outputs)
+        deadline = request_deadline.get()
+        _check_deadline(deadline, model)
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._executor, sess.run, outputs, inputs)
+
+        def job() -> list:
+            _check_deadline(deadline, model)  # waited for a thread past the deadline: do not run
+            return sess.run(outputs, inputs)
+
+        result = await loop.run_in_executor(self._executor, job)
         return dict(zip(outputs, result))
 
     async def ready(self) -> bool:
@@ -109,3 +192,8 @@ class OnnxRuntimeBackend(InferenceBackend):
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._sessions.clear()
+
+
+def _check_deadline(deadline: float | None, model: str) -> None:
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineExceeded(f"the request's deadline passed before model {model} ran")

@@ -1,9 +1,13 @@
 """Triton backend: the same tensor batches, run by a Triton Inference Server over HTTP/v2.
 
-``tritonclient.http.aio`` with binary tensor data. Every call has a deadline. Inference is a
-pure function of its inputs, so a call that could not reach the server is retried (bounded);
-a call that timed out is not (its deadline is spent). Unavailability becomes a 503 for the
-client, never a hang.
+``tritonclient.http.aio`` with binary tensor data. Every call has a deadline: the request's
+(``base.request_deadline``) when set, capped by the per-call ``timeout_s``. The time left goes to
+Triton as the request's ``timeout`` (microseconds; the configs allow the override), so a call
+still queued in Triton when its deadline passes is refused there without running, and a full
+queue is refused at once. Inference is a pure function of its inputs, so a call that could not
+reach the server is retried (bounded, within the deadline); a call that timed out is not (its
+deadline is spent). Unavailability, a full queue or a spent deadline become a 503 with
+Retry-After for the client, never a hang.
 """
 
 from __future__ import annotations
@@ -18,12 +22,23 @@ import tritonclient.http as httpclient
 import tritonclient.http.aio as aioclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from ..errors import BackendError, BackendUnavailable
-from .base import InferenceBackend, ModelIO
+from ..errors import BackendError, BackendUnavailable, DeadlineExceeded, Overloaded
+from .base import InferenceBackend, ModelIO, request_deadline
 
 log = logging.getLogger(__name__)
 
 _CONNECTION_ERRORS = (aiohttp.ClientConnectionError, ConnectionError, OSError)
+
+# Triton's own words (core: dynamic batch scheduler, queue policy) for the two refusals of a
+# bounded queue; both come back as HTTP 503 / UNAVAILABLE.
+QUEUE_FULL = "Exceeds maximum queue size"
+QUEUE_TIMEOUT = "Request timeout expired"
+# The client waits this much longer than the timeout it gives Triton, so that Triton's own
+# verdict on a queued request (refused, never run) arrives rather than a cut connection: while
+# its instances are busy, Triton's dynamic batcher looks at expired requests every 500 ms
+# (measured on the local Triton: refusals came 0.5 to 1.0 s after 50 to 500 ms timeouts). The
+# client of the service is not kept waiting: admission answers it at the request's deadline.
+VERDICT_GRACE_S = 1.0
 
 
 class TritonBackend(InferenceBackend):
@@ -94,6 +109,16 @@ class TritonBackend(InferenceBackend):
     def io(self, model: str) -> ModelIO:
         return self._io[model]
 
+    def _budget(self, model: str) -> float:
+        """Seconds this call may take: the request's remaining deadline, at most timeout_s."""
+        deadline = request_deadline.get()
+        if deadline is None:
+            return self._timeout
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineExceeded(f"the request's deadline passed before model {model} ran")
+        return min(self._timeout, remaining)
+
     async def run(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         outputs = list(outputs or self._io[model].outputs)
         infer_inputs = []
@@ -105,12 +130,17 @@ class TritonBackend(InferenceBackend):
         requested = [httpclient.InferRequestedOutput(n, binary_data=True) for n in outputs]
         attempt = 0
         while True:
+            budget = self._budget(model)
             try:
                 result = await asyncio.wait_for(
-                    self._get_client().infer(model, infer_inputs, outputs=requested), self._timeout
+                    self._get_client().infer(model, infer_inputs, outputs=requested,
+                                             timeout=max(1, int(budget * 1e6))),
+                    budget + VERDICT_GRACE_S,
                 )
                 return {n: result.as_numpy(n) for n in outputs}
             except TimeoutError:
+                if request_deadline.get() is not None and budget < self._timeout:
+                    raise DeadlineExceeded(f"model {model} did not answer before the request's deadline") from None
                 raise BackendUnavailable(f"the inference server did not answer within {self._timeout:g}s") from None
             except _CONNECTION_ERRORS as exc:
                 if attempt < self._retries:
@@ -120,12 +150,7 @@ class TritonBackend(InferenceBackend):
                 log.warning("Triton at %s unreachable for %s: %s", self._url, model, type(exc).__name__)
                 raise BackendUnavailable("the inference server is unreachable") from None
             except InferenceServerException as exc:
-                status = str(exc.status() or "")
-                text = exc.message() or ""
-                if status in ("400", "404", "503") and ("not ready" in text or "unknown model" in text or "unavailable" in text.lower()):
-                    raise BackendUnavailable(f"model {model} is not ready on the inference server") from None
-                log.error("Triton error for %s: %s %s", model, status, text)
-                raise BackendError(f"the inference server failed on model {model}") from None
+                raise _refusal(model, exc) from None
 
     async def ready(self) -> bool:
         try:
@@ -146,3 +171,18 @@ class TritonBackend(InferenceBackend):
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+def _refusal(model: str, exc: InferenceServerException) -> Exception:
+    """The client-facing error for an error answer of Triton."""
+    status = str(exc.status() or "")
+    text = exc.message() or ""
+    if QUEUE_FULL in text:
+        return Overloaded(f"the inference server's queue for model {model} is full; retry shortly")
+    if QUEUE_TIMEOUT in text:
+        return DeadlineExceeded(f"model {model} waited in the inference server's queue past its timeout "
+                                "(the request's deadline, or the model's queue limit)")
+    if status in ("400", "404", "503") and ("not ready" in text or "unknown model" in text or "unavailable" in text.lower()):
+        return BackendUnavailable(f"model {model} is not ready on the inference server")
+    log.error("Triton error for %s: %s %s", model, status, text)
+    return BackendError(f"the inference server failed on model {model}")
