@@ -177,7 +177,9 @@ def fp16_check(kind: str, fp32: bytes, fp16: bytes, folder: Path, images: list[P
             feed = {inp: detection.preprocess(img, spec, detection.ResizePolicy(), uint8=lean).tensor}
         elif isinstance(spec, RecSpec):
             batch = recognition.plan_batches([img], spec, 1, uint8=lean)[0]
-            feed = {inp: batch.tensor, **({input_head.VALID_WIDTH: batch.widths} if lean else {})}
+            feed = {inp: batch.tensor}
+            if batch.widths is not None:
+                feed[input_head.VALID_WIDTH] = batch.widths
         elif lean:
             x, widths = classification.preprocess_u8([img], spec)
             feed = {inp: x, input_head.VALID_WIDTH: widths}

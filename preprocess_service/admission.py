@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from . import metrics
+from .backends.base import request_deadline
 from .budget import MemoryBudget
 from .errors import DeadlineExceeded, Overloaded, RateLimited, ShuttingDown
 from .settings import Settings
@@ -103,7 +104,13 @@ class Admission:
             await self._slots.acquire()
         self.in_flight += 1
         metrics.JOBS_IN_FLIGHT.inc()
-        task = asyncio.ensure_future(job())
+        # the job's model calls see its deadline (a task copies the context when it is created):
+        # Triton gets the time left as each call's timeout, and nothing runs past it
+        token = request_deadline.set(start + self.deadline_s)
+        try:
+            task = asyncio.ensure_future(job())
+        finally:
+            request_deadline.reset(token)
 
         def release(_):
             self.in_flight -= 1

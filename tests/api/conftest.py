@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from preprocess_service.api.app import create_app
-from preprocess_service.backends.base import InferenceBackend, ModelIO
+from preprocess_service.backends.base import InferenceBackend, ModelIO, request_deadline
 from preprocess_service.errors import OCRError
 from preprocess_service.settings import Settings
 
@@ -39,6 +39,7 @@ class FakeBackend(InferenceBackend):
         self.fail_with: Exception | None = None
         self.is_ready = True
         self.calls: list[tuple[str, tuple[int, ...]]] = []
+        self.deadlines: list[float | None] = []  # the request deadline each model call saw
 
     async def load(self, models: list[str], required: bool = True) -> list[str]:
         return models
@@ -51,6 +52,7 @@ class FakeBackend(InferenceBackend):
     async def run(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         x = inputs["x"]
         self.calls.append((model, x.shape))
+        self.deadlines.append(request_deadline.get())
         if self.fail_with is not None:
             raise self.fail_with
         if model.endswith("_det"):

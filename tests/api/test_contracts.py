@@ -202,3 +202,18 @@ async def test_body_limit_and_unknown_routes(make_app):
 async def test_visualize_returns_a_jpeg(api: Api):
     r = await api.http.post("/v1/ocr", json={"image": b64(bars_png(1)), "visualize": True})
     assert base64.b64decode(r.json()["visualization"])[:3] == b"\xff\xd8\xff"
+
+
+async def test_every_model_call_sees_its_requests_deadline(make_app, backend):
+    """Admission hands the request's deadline to the backend (Triton gets the time left as each
+    call's timeout; see tests/e2e/test_triton_queue.py for Triton's side)."""
+    import time
+
+    app = make_app(request_timeout_s=7)
+    async with app.router.lifespan_context(app):
+        backend.deadlines.clear()
+        t0 = time.monotonic()
+        r = await Api(app).http.post("/v1/ocr", json={"image": b64(bars_png(2))})
+        assert r.status_code == 200
+    assert backend.deadlines and all(d is not None for d in backend.deadlines)
+    assert all(t0 + 6.5 < d < time.monotonic() + 7 for d in backend.deadlines)  # type: ignore[operator]
