@@ -37,9 +37,11 @@ REF_VENV ?= .venv-ref
 REF_STAMP := $(REF_VENV)/.deps-stamp
 RAPID_VENV ?= .venv-rapid
 RAPID_STAMP := $(RAPID_VENV)/.deps-stamp
+FASTPADDLE_VENV ?= .venv-fastpaddle
+FASTPADDLE_STAMP := $(FASTPADDLE_VENV)/.deps-stamp
 BENCH_ARGS ?=
 
-.PHONY: help setup serve-setup serve-venv venv models serve-models lint docs docs-check setup-footprint fonts cjk-fonts prometheus browser k8s-tools serve test eval reference rapidocr-venv bench levers triton triton-venv image test-image clean
+.PHONY: help setup serve-setup serve-venv venv models serve-models lint docs docs-check setup-footprint fonts cjk-fonts prometheus browser k8s-tools serve test eval reference rapidocr-venv fastpaddle-venv bench levers triton triton-venv image test-image clean
 
 help:
 	@echo "make serve   start the service on $(HOST):$(PORT) (HOST/PORT override), embedded onnxruntime backend"
@@ -146,7 +148,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: setup lint fonts cjk-fonts prometheus browser triton-venv rapidocr-venv k8s-tools
+test: setup lint fonts cjk-fonts prometheus browser triton-venv rapidocr-venv fastpaddle-venv k8s-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # PaddleOCR's own pipeline as the accuracy reference, in a venv of its own (it is large).
@@ -168,8 +170,16 @@ $(RAPID_STAMP): bench/peers/rapidocr-requirements.txt
 
 rapidocr-venv: $(RAPID_STAMP)
 
+# faster-paddle 1.0.4 (Rust PP-OCRv6 pipeline, its models inside the wheel), a peer of the benchmark, in a venv of its own.
+$(FASTPADDLE_STAMP): bench/peers/fastpaddle-requirements.txt
+	@test -x $(FASTPADDLE_VENV)/bin/python || $(PYTHON) -m venv $(FASTPADDLE_VENV)
+	$(FASTPADDLE_VENV)/bin/python -m pip --disable-pip-version-check install -q -r bench/peers/fastpaddle-requirements.txt
+	@touch $@
+
+fastpaddle-venv: $(FASTPADDLE_STAMP)
+
 # Side by side, one run: prints a table, writes bench/results.json and bench/results.png.
-bench: setup fonts reference rapidocr-venv triton-venv
+bench: setup fonts reference rapidocr-venv fastpaddle-venv triton-venv
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 levers: setup fonts
@@ -185,7 +195,7 @@ test-image: venv fonts
 	tests/image/test-image.sh
 
 clean:
-	rm -rf $(VENV) $(SERVE_VENV) $(REF_VENV) $(RAPID_VENV) $(TRITON_VENV) .pytest_cache .cache/triton
+	rm -rf $(VENV) $(SERVE_VENV) $(REF_VENV) $(RAPID_VENV) $(FASTPADDLE_VENV) $(TRITON_VENV) .pytest_cache .cache/triton
 
 # Every measured figure of README.md and docs/*.md, rendered from docs/artifacts/*.json (stdlib only).
 docs:

@@ -7,6 +7,10 @@ the same PP-OCRv6 small ONNX files for every system:
 - ``ours-triton``   this service over the local Triton (make triton's server), over HTTP;
 - ``rapidocr``      RapidOCR 3.10 behind a minimal FastAPI wrapper (bench/peers/server.py, .venv-rapid);
 - ``paddleocr``     PaddleOCR 3.7's pipeline, engine onnxruntime, same wrapper (.venv-ref);
+- ``fastpaddle-*``  faster-paddle 1.0.4 (Rust, onnxruntime 1.28), same wrapper (.venv-fastpaddle), on the
+                    PP-OCRv6 models inside its wheel (it cannot be given ours; the same weights, another
+                    export: bench/peers/fastpaddle_models.py): ``-small`` / ``-tiny`` at its own defaults
+                    (detection long side 1600), ``-small-960`` / ``-tiny-960`` at our detection limit;
 - ``floor``         the pure onnxruntime forward passes our pipeline makes, replayed (bench/floor.py).
 
 For each: images/s at concurrency 1, 4 and 8; p50/p95 latency; peak RSS of the whole process tree
@@ -43,19 +47,28 @@ import psutil
 import yaml
 
 from bench.dataset import BenchItem, load
+from bench.peers import fastpaddle_models
 from bench.proxy import CountingProxy
 from bench.timing import percentile, run_threads
 from evaluation import EVAL_DIR
 from evaluation.scoring import PredLine, score_item
-from export_scripts.fetch_models import published_model_bytes
+from export_scripts.fetch_models import MODELS, published_model_bytes
 from harness.localserver import LocalServer, free_port
 from preprocess_service.settings import PROJECT_ROOT
 from triton_local.launch import LocalTriton
 
 DET, REC = "ppocrv6_small_det", "ppocrv6_small_rec"
-SYSTEMS = ["ours", "ours-triton", "rapidocr", "paddleocr", "floor"]
+# faster-paddle systems: (model size, detection long-side limit; None: its default, 1600)
+FASTPADDLE = {
+    "fastpaddle-small": ("small", None),
+    "fastpaddle-tiny": ("tiny", None),
+    "fastpaddle-small-960": ("small", 960),  # our det_limit_side_len
+    "fastpaddle-tiny-960": ("tiny", 960),
+}
+SYSTEMS = ["ours", "ours-triton", "rapidocr", "paddleocr", *FASTPADDLE, "floor"]
 RAPID_VENV = PROJECT_ROOT / ".venv-rapid"
 REF_VENV = PROJECT_ROOT / ".venv-ref"
+FASTPADDLE_VENV = PROJECT_ROOT / ".venv-fastpaddle"
 TRITON_VENV = PROJECT_ROOT / ".venv-triton"
 PEER_SERVER = PROJECT_ROOT / "bench" / "peers" / "server.py"
 
@@ -165,19 +178,29 @@ def stage_peer_models(work: Path) -> dict[str, Path]:
 
 
 def start_peer(work: Path, engine: str, models: dict[str, Path], timeout: float = 300) -> Target:
+    """A peer behind bench/peers/server.py; `engine` is the system's name (rapidocr, paddleocr or
+    one of FASTPADDLE, which take no model files: `models` may then be empty)."""
     port = free_port()
+    info = {}
     if engine == "rapidocr":
         python = RAPID_VENV / "bin" / "python"
-        args = ["--det", str(models[DET] / "inference.onnx"), "--rec", str(models[REC] / "inference.onnx"),
-                "--keys", str(models["keys"])]
+        args = ["--engine", "rapidocr", "--det", str(models[DET] / "inference.onnx"),
+                "--rec", str(models[REC] / "inference.onnx"), "--keys", str(models["keys"])]
+    elif engine in FASTPADDLE:
+        python = FASTPADDLE_VENV / "bin" / "python"
+        size, det_max_side = FASTPADDLE[engine]
+        args = ["--engine", "fastpaddle", "--model-size", size]
+        if det_max_side:
+            args += ["--det-max-side", str(det_max_side)]
+        info = fastpaddle_models.models_info(size, {n: m.onnx_sha256 for n, m in MODELS.items()})
     else:
         python = REF_VENV / "bin" / "python"
-        args = ["--det-dir", str(models[DET]), "--rec-dir", str(models[REC])]
+        args = ["--engine", "paddleocr", "--det-dir", str(models[DET]), "--rec-dir", str(models[REC])]
     if not python.exists():
         raise SystemExit(f"{python} missing: run `make bench` (it builds the peers' environments)")
     log = open(work / f"{engine}.log", "wb")
     env = {k: v for k, v in os.environ.items() if not k.startswith("OCR_")}
-    proc = subprocess.Popen([str(python), str(PEER_SERVER), "--engine", engine, "--port", str(port), *args],
+    proc = subprocess.Popen([str(python), str(PEER_SERVER), "--port", str(port), *args],
                             stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
@@ -185,7 +208,10 @@ def start_peer(work: Path, engine: str, models: dict[str, Path], timeout: float 
         if proc.poll() is not None:
             raise RuntimeError(f"{engine} wrapper exited with {proc.returncode}; see {work / (engine + '.log')}")
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+            r = httpx.get(f"{url}/readyz", timeout=2)
+            if r.status_code == 200:
+                # what the wrapper reports beyond readiness (faster-paddle: version, resolved config)
+                info = {k: v for k, v in r.json().items() if k != "ready"} | info
                 break
         except httpx.HTTPError:
             pass
@@ -203,7 +229,7 @@ def start_peer(work: Path, engine: str, models: dict[str, Path], timeout: float 
             proc.wait()
         log.close()
 
-    return Target(f"{url}/ocr", {}, [proc.pid], stop)
+    return Target(f"{url}/ocr", {}, [proc.pid], stop, info)
 
 
 # ---------------------------------------------------------------- load

@@ -1,9 +1,9 @@
 """The benchmark's own parts work, so `make bench` does not rot between runs.
 
 These check behaviour (outputs, structure, what is measured), never speed: speed is measured by
-`make bench`, not asserted here. The RapidOCR peer runs for real from its own venv
-(`make test` builds .venv-rapid); PaddleOCR's wrapper needs the 1.6 GB .venv-ref and is
-exercised by `make bench` only.
+`make bench`, not asserted here. The RapidOCR and faster-paddle peers run for real from their own
+venvs (`make test` builds .venv-rapid and .venv-fastpaddle); PaddleOCR's wrapper needs the 1.6 GB
+.venv-ref and is exercised by `make bench` only.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import httpx
 import pytest
 
 from bench import dataset
-from bench.run import RAPID_VENV, stage_peer_models, start_peer
-from export_scripts.fetch_models import MODELS, sha256_bytes
+from bench.peers import fastpaddle_models
+from bench.run import FASTPADDLE, FASTPADDLE_VENV, RAPID_VENV, SYSTEMS, stage_peer_models, start_peer
+from export_scripts.fetch_models import MODELS, published_model_bytes, sha256_bytes
 from tests.conftest import ROOT
 
 
@@ -52,6 +53,87 @@ def test_rapidocr_peer_reads_a_label_with_the_same_models(tmp_path, eval_dir):
         assert texts == item.gt_lines
     finally:
         target.stop()
+
+
+def _need_fastpaddle_venv():
+    if not (FASTPADDLE_VENV / "bin" / "python").exists():
+        pytest.fail(".venv-fastpaddle missing: `make test` builds it (make fastpaddle-venv)")
+
+
+@pytest.mark.parametrize("size", ["small", "tiny"])
+def test_fastpaddle_peer_reads_a_label_with_its_own_models(tmp_path, eval_dir, size):
+    _need_fastpaddle_venv()
+    item = next(it for it in dataset.load(eval_dir, labels=True) if it.name == "label_m.png")
+    target = start_peer(tmp_path, f"fastpaddle-{size}", {})  # no model files: it runs those in its wheel
+    try:
+        r = httpx.post(target.url, json={"image": base64.b64encode(item.data).decode()}, timeout=120)
+        assert r.status_code == 200
+        lines = r.json()["lines"]
+        assert [ln["text"] for ln in lines] == item.gt_lines
+        for ln in lines:  # axis-aligned boxes as four corners, inside the image
+            (x1, y1), (x2, y2) = ln["box"][0], ln["box"][2]
+            assert ln["box"] == [[x1, y1], [x2, y1], [x2, y2], [x1, y2]]
+            assert 0 <= x1 < x2 <= item.size[0] and 0 <= y1 < y2 <= item.size[1]
+            assert 0.5 < ln["confidence"] <= 1
+        bad = httpx.post(target.url, json={"image": base64.b64encode(b"not an image").decode()}, timeout=30)
+        assert bad.status_code == 400
+        info = target.info
+        assert info["engine"] == "faster-paddle" and info["version"] == fastpaddle_models.VERSION
+        assert info["config"]["det_max_side"] == 1600 and info["model_size"] == size  # its own defaults
+        assert info["same_files"] is False and info["same_weights"] is True
+        assert set(info["wheel_sha256"]) == {f"ppocrv6_{size}_det", f"ppocrv6_{size}_rec"}
+    finally:
+        target.stop()
+
+
+def test_fastpaddle_systems_are_registered_at_its_defaults_and_at_our_detection_limit():
+    from preprocess_service.settings import Settings
+
+    assert set(FASTPADDLE) <= set(SYSTEMS)
+    ours = Settings(api_tokens=["x"]).det_limit_side_len
+    assert FASTPADDLE == {"fastpaddle-small": ("small", None), "fastpaddle-tiny": ("tiny", None),
+                          "fastpaddle-small-960": ("small", ours), "fastpaddle-tiny-960": ("tiny", ours)}
+
+
+def test_fastpaddle_wheel_models_are_our_weights_in_another_export(repository):
+    """What the faster-paddle systems' info says about their models, checked on the installed wheel:
+    other files (other sha256) that compute what ours compute."""
+    import numpy as np
+    import onnxruntime as ort
+
+    _need_fastpaddle_venv()
+    embedded = fastpaddle_models.embedded_models(fastpaddle_models.extension_module(FASTPADDLE_VENV))
+    assert set(embedded) == set(fastpaddle_models.WHEEL_SHA256)  # all four found, each as pinned
+    rng = np.random.default_rng(0)
+    for name, blob in embedded.items():
+        ours = published_model_bytes(name, ROOT / ".cache" / "wheels")
+        assert sha256_bytes(ours) == MODELS[name].onnx_sha256 != fastpaddle_models.WHEEL_SHA256[name]
+        x = rng.uniform(-1, 1, (1, 3, 160, 224) if name.endswith("det") else (2, 3, 48, 160)).astype(np.float32)
+        theirs_out = ort.InferenceSession(blob, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        ours_out = ort.InferenceSession(ours, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        assert theirs_out.shape == ours_out.shape
+        np.testing.assert_allclose(theirs_out, ours_out, atol=1e-5)
+        if name.endswith("rec"):
+            assert (theirs_out.argmax(-1) == ours_out.argmax(-1)).all()
+
+
+def test_bench_run_measures_fastpaddle_end_to_end(tmp_path, eval_dir):
+    _need_fastpaddle_venv()
+    out = tmp_path / "results.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCR_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--eval-dir", str(eval_dir), "--systems", "fastpaddle-small",
+         "--concurrency", "1", "--images", "tjs_simple.png", "pp_word_10.png", "--soak", "0", "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=280,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    fp = json.loads(out.read_text())["systems"]["fastpaddle-small"]
+    lv = fp["levels"]["1"]
+    assert lv["ok"] == lv["requests"] == 2 and 0 < lv["p50_ms"] <= lv["p95_ms"]
+    assert set(fp["per_image"]) == {"tjs_simple.png", "pp_word_10.png"}
+    assert 0 <= fp["cer"] <= 0.1  # both are read (exactly, with 1.0.4)
+    assert fp["rss_peak_mb"] > 50 and fp["service"]["model_size"] == "small"
+    assert "| fastpaddle-small |" in proc.stdout
 
 
 def test_bench_run_measures_ours_and_the_floor_end_to_end(tmp_path, eval_dir):
