@@ -399,12 +399,20 @@ def targets(results: dict) -> list[str]:
     lines = []
     if "ours" in s:
         ours = s["ours"]
-        peers = [p for p in ("rapidocr", "paddleocr") if p in s]
+        peers = [p for p in ("rapidocr", "paddleocr", *FASTPADDLE) if p in s and "cer" in s[p]]
         if peers and "4" in ours["levels"]:
             best = max(peers, key=lambda p: s[p]["levels"]["4"]["images_per_s"])
             ratio = ours["levels"]["4"]["images_per_s"] / s[best]["levels"]["4"]["images_per_s"]
-            lines.append(f"throughput c=4: ours / {best} = {ratio:.2f}x (target >= 1.5x); "
+            lines.append(f"throughput c=4: ours / {best} (the fastest peer) = {ratio:.2f}x; "
                          f"CER ours {ours['cer']:.4f} vs {best} {s[best]['cer']:.4f}")
+            fair = [p for p in peers if s[p]["cer"] <= ours["cer"]]
+            if fair:
+                best = max(fair, key=lambda p: s[p]["levels"]["4"]["images_per_s"])
+                ratio = ours["levels"]["4"]["images_per_s"] / s[best]["levels"]["4"]["images_per_s"]
+                lines.append(f"throughput c=4 against the fastest peer at equal or better CER: ours / {best} = "
+                             f"{ratio:.2f}x (target >= 1.5x)")
+            else:
+                lines.append("no peer reaches our CER: the fastest peer at equal or better CER does not exist in this run")
         if "ours-triton" in s and "4" in ours["levels"]:
             tr = s["ours-triton"]
             ratio = tr["levels"]["4"]["images_per_s"] / ours["levels"]["4"]["images_per_s"]
@@ -438,7 +446,7 @@ def chart(results: dict, levels: list[int], path: Path) -> None:
     for i, c in enumerate(levels):
         vals = [results["systems"][n]["levels"][str(c)]["images_per_s"] for n in names]
         ax1.bar(x + i * width, vals, width, label=f"concurrency {c}")
-    ax1.set_xticks(x + width * (len(levels) - 1) / 2, names)
+    ax1.set_xticks(x + width * (len(levels) - 1) / 2, names, rotation=30, ha="right")
     ax1.set_ylabel("images / s")
     ax1.set_title("Throughput (higher is better)")
     ax1.legend()
@@ -446,7 +454,7 @@ def chart(results: dict, levels: list[int], path: Path) -> None:
     p95 = [results["systems"][n]["levels"][str(levels[0])]["p95_ms"] for n in names]
     ax2.bar(x - 0.2, p50, 0.4, label="p50")
     ax2.bar(x + 0.2, p95, 0.4, label="p95")
-    ax2.set_xticks(x, names)
+    ax2.set_xticks(x, names, rotation=30, ha="right")
     ax2.set_ylabel("ms")
     ax2.set_yscale("log")
     ax2.set_title(f"Latency at concurrency {levels[0]} (lower is better)")

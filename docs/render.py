@@ -38,7 +38,7 @@ WRITTEN_BY = {
 }
 # the capacity page's target: pages per second on one GPU node
 CAPACITY_PAGES_PER_S = 1000
-PEERS = ("paddleocr", "rapidocr")
+PEERS = ("paddleocr", "rapidocr", "fastpaddle-small", "fastpaddle-tiny", "fastpaddle-small-960", "fastpaddle-tiny-960")
 # the project's targets, checked against bench.json
 TARGET_SPEEDUP_C4 = 1.5  # ours / the faster peer, images/s at concurrency 4
 TARGET_LATENCY_C1 = 1.15  # ours / the floor at concurrency 1
@@ -235,7 +235,7 @@ def accuracy_table(a: Artifacts) -> str:
 def accuracy_differences(a: Artifacts) -> str:
     s = a["bench.json"]["systems"]
     out = []
-    for peer in PEERS:
+    for peer in (p for p in PEERS if p in s):
         ours, theirs = s["ours"]["per_image"], s[peer]["per_image"]
         diff = [img for img in ours if ours[img] != theirs[img]]
         better = [img for img in diff if ours[img] < theirs[img]]
