@@ -41,7 +41,7 @@ FASTPADDLE_VENV ?= .venv-fastpaddle
 FASTPADDLE_STAMP := $(FASTPADDLE_VENV)/.deps-stamp
 BENCH_ARGS ?=
 
-.PHONY: help setup serve-setup serve-venv venv models serve-models lint docs docs-check setup-footprint fonts cjk-fonts prometheus browser k8s-tools serve test eval reference rapidocr-venv fastpaddle-venv bench levers triton triton-venv image test-image clean
+.PHONY: help setup serve-setup serve-venv venv models serve-models lint docs docs-check setup-footprint fonts cjk-fonts prometheus browser k8s-tools serve test eval reference rapidocr-venv fastpaddle-venv bench levers triton triton-venv image test-image clean hostile
 
 help:
 	@echo "make serve   start the service on $(HOST):$(PORT) (HOST/PORT override), embedded onnxruntime backend"
@@ -204,3 +204,8 @@ docs:
 # Fails if a doc differs from what the artifacts give, or an artifact is missing (tests/unit/test_docs.py too).
 docs-check:
 	$(PYTHON) docs/render.py --check
+
+# Hostile input against a real server on loopback, peak RSS per case against the memory budget
+# (tests/e2e/test_hostile.py; writes docs/artifacts/hostile.json)
+hostile: setup
+	HOSTILE_ARTIFACT=docs/artifacts/hostile.json $(PY) -m pytest -q -p no:cacheprovider tests/e2e/test_hostile.py
