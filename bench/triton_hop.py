@@ -75,7 +75,7 @@ def measure(variant: str, repository: Path, work: Path, images: list[tuple[str, 
     token = secrets.token_urlsafe(16)
     with triton, CountingProxy(triton.http_port) as proxy:
         env = {"OCR_BACKEND": "triton", "OCR_TRITON_URL": f"127.0.0.1:{proxy.port}", "OCR_API_TOKENS": token,
-               "OCR_MODEL_REPOSITORY": str(repository)}
+               "OCR_MODEL_REPOSITORY": str(repository), "OCR_REQUEST_TIMEOUT_S": "120"}
         with LocalServer(env, log_path=work / f"service-{variant}.log") as srv, httpx.Client(timeout=300) as client:
             headers = {"Authorization": f"Bearer {token}"}
             client.post(f"{srv.url}/v1/ocr", json={"image": images[0][1]}, headers=headers).raise_for_status()
@@ -86,7 +86,12 @@ def measure(variant: str, repository: Path, work: Path, images: list[tuple[str, 
             t0 = time.perf_counter()
             texts = {}
             for name, body in images:
-                r = client.post(f"{srv.url}/v1/ocr", json={"image": body}, headers=headers)
+                for _attempt in range(5):  # a busy shared machine may answer 503 with Retry-After
+                    r = client.post(f"{srv.url}/v1/ocr", json={"image": body}, headers=headers)
+                    if r.status_code != 503:
+                        break
+                    print(f"  {variant} {name}: 503 {r.json()['error']['code']}, retrying", flush=True)
+                    time.sleep(float(r.headers.get("retry-after", "1")))
                 r.raise_for_status()
                 texts[name] = r.json()["text"]
             wall = time.perf_counter() - t0
