@@ -178,5 +178,6 @@ def test_floor_replays_exactly_the_pipelines_model_calls(repository):
     assert models[0] == "ppocrv6_small_det" and models[1:] == ["ppocrv6_small_rec"]
     (_, rec_inputs, rec_outputs) = calls["a"][1]
     assert rec_outputs == ["ctc_argmax", "ctc_max_prob"]  # the service's own request, replayed as is
-    (tensor,) = rec_inputs.values()
-    assert tensor.shape[0] == 2 and tensor.dtype == np.float32
+    assert list(rec_inputs) == ["x", "valid_width"]  # the uint8 input head (export_scripts/input_head.py)
+    tensor = rec_inputs["x"]
+    assert tensor.shape[0] == 2 and tensor.dtype == np.uint8 and tensor.shape[3] == 3
