@@ -67,6 +67,16 @@ class Settings(BaseSettings):
     ort_cuda_gpu_mem_limit_mib: int = Field(default=0, ge=0, description="CUDA arena limit (0: none)")
     ort_cuda_do_copy_in_default_stream: bool = Field(
         default=True, description="CUDA copies on the compute stream (false: separate streams, may race)")
+    # --- Triton system shared memory ---
+    triton_shm: bool = Field(
+        default=False, description="send tensors to Triton through system shared memory (/dev/shm) instead of "
+        "the HTTP body; only for a Triton on the same host or in the same pod, sharing /dev/shm, as the same user")
+    triton_shm_regions: int = Field(
+        default=8, ge=1, le=256, description="shared-memory regions, one per model call at once (a call that "
+        "finds none free goes over the network)")
+    triton_shm_region_mib: int = Field(
+        default=0, ge=0, le=1024, description="size of each region (0: a detection call at OCR_DET_LIMIT_SIDE_LEN "
+        "fits, 7 bytes per pixel + 1 MiB: 8 MiB at 960); larger calls go over the network")
 
     malloc_mmap_threshold_kib: int = Field(
         default=0, ge=0, le=32768,

@@ -24,13 +24,14 @@ def create_backend(settings: Settings) -> InferenceBackend:
             cuda_options=CudaOptions.from_settings(settings),
         )
     if settings.backend == "triton":
-        from .triton_backend import TritonBackend
+        from .triton_backend import ShmOptions, TritonBackend
 
         return TritonBackend(
             settings.triton_url,
             timeout_s=settings.triton_timeout_s,
             retries=settings.triton_retries,
             startup_timeout_s=settings.triton_startup_timeout_s,
+            shm=ShmOptions.from_settings(settings),
         )
     raise ValueError(f"backend {settings.backend!r} is not available in this build")
 

@@ -64,6 +64,11 @@ VALUE_SETS = {
                                '"regex":"python_gc_.*","action":"drop"}]',
                                "--set-json", 'metrics.serviceMonitor.targetLabels=["app.kubernetes.io/version"]'],
     "network-allow-list": ALLOW_LIST,
+    # Triton as a sidecar of the API pods, tensors through a shared /dev/shm
+    "triton-colocated": ["--set", "backend=triton,triton.colocated.enabled=true"],
+    "triton-colocated-gpu": ["-f", str(CHART / "ci" / "gpu-cluster-values.yaml"), "--set",
+                             "triton.colocated.enabled=true,triton.autoscaling.enabled=false,triton.colocated.shmRegions=16,"
+                             "triton.colocated.shmRegionMiB=12,triton.shmSize=2Gi,metrics.serviceMonitor.namespace=monitoring"],
     # extra labels and annotations that overlap the chart's own: each key must still come out once
     "overlapping-extras": [*ALL_ON, "--set-string", "podLabels.app\\.kubernetes\\.io/name=mine,podLabels.team=ocr,"
                            "podAnnotations.prometheus\\.io/scrape=false,triton.podLabels.app\\.kubernetes\\.io/component=x,"
@@ -177,7 +182,8 @@ def test_rendered_core_kinds_pass_kubernetes_validate_strict(name, tmp_path):
 @pytest.mark.parametrize("name,kinds", [("gpu-cluster", {"ServiceMonitor", "PrometheusRule"}),
                                         ("everything-on", {"ServiceMonitor", "PrometheusRule"}),
                                         ("servicemonitor-options", {"ServiceMonitor", "PrometheusRule"}),
-                                        ("keda", {"ServiceMonitor", "PrometheusRule", "ScaledObject"})])
+                                        ("keda", {"ServiceMonitor", "PrometheusRule", "ScaledObject"}),
+                                        ("triton-colocated-gpu", {"ServiceMonitor", "PrometheusRule"})])
 def test_custom_resources_pass_their_crd_schemas(name, kinds):
     crds = [d for d in render(VALUE_SETS[name]) if d["kind"] in CRD_KINDS]
     assert {d["kind"] for d in crds} == kinds
@@ -452,6 +458,109 @@ def test_security_contexts_everywhere():
             assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
             assert sc["capabilities"]["drop"] == ["ALL"]
             assert "resources" in c
+
+
+# --- Triton colocated: a sidecar sharing /dev/shm ----------------------------------------------------------
+
+def test_colocated_triton_is_a_sidecar_sharing_dev_shm_with_the_api():
+    from preprocess_service.settings import Settings
+
+    docs = render(VALUE_SETS["triton-colocated"])
+    assert [d["metadata"]["name"] for d in by_kind(docs, "Deployment")] == ["rel-ocr-service"]  # no Triton Deployment
+    assert [d["metadata"]["name"] for d in by_kind(docs, "Service")] == ["rel-ocr-service"]  # nor its Service
+    pod = named(docs, "Deployment", "rel-ocr-service")["spec"]["template"]["spec"]
+    api, triton = pod["containers"]
+    assert (api["name"], triton["name"]) == ("api", "triton")
+    assert triton["image"].startswith("nvcr.io/nvidia/tritonserver:")
+    # one in-memory emptyDir at /dev/shm in both containers, sized by triton.shmSize
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["shm"] == {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}}
+    for c in (api, triton):
+        assert {"name": "shm", "mountPath": "/dev/shm"} in c["volumeMounts"], c["name"]
+    # the models come from the service image through an init container, as for the Triton Deployment
+    assert [c["name"] for c in pod["initContainers"]] == ["copy-models"]
+    assert "--model-repository=/models" in triton["args"] and "--load-model=ppocrv6_small_det" in triton["args"]
+    # port names are unique in the pod; the sidecar's probes use its own
+    names = [p["name"] for c in pod["containers"] for p in c["ports"]]
+    assert len(names) == len(set(names)) and "triton-http" in names and "triton-metrics" in names
+    assert triton["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "triton-http"}
+    assert api["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    # both run as the pod's user (the service's regions are mode 0600)
+    assert "runAsUser" not in api["securityContext"] and "runAsUser" not in triton["securityContext"]
+    # the service calls the sidecar on loopback through shared memory; every key is a setting
+    cfg = by_kind(docs, "ConfigMap")[0]["data"]
+    assert cfg["OCR_TRITON_URL"] == "127.0.0.1:8000" and cfg["OCR_TRITON_SHM"] == "true"
+    assert (cfg["OCR_TRITON_SHM_REGIONS"], cfg["OCR_TRITON_SHM_REGION_MIB"]) == ("8", "0")
+    settings = Settings(**{k.removeprefix("OCR_").lower(): v for k, v in cfg.items() if k != "OCR_API_TOKENS_FILE"},
+                        api_tokens="x" * 16)
+    assert settings.triton_shm and settings.triton_shm_regions == 8
+    # Triton outlives the API's drain: both get SIGTERM at once, Triton's preStop waits for the drain
+    sleep = int(triton["lifecycle"]["preStop"]["exec"]["command"][1])
+    assert sleep >= float(cfg["OCR_SHUTDOWN_DELAY_S"]) + float(cfg["OCR_SHUTDOWN_GRACE_S"])
+    assert sleep < pod["terminationGracePeriodSeconds"]
+    embedded = by_kind(render(VALUE_SETS["everything-on"]), "ConfigMap")[0]["data"]
+    assert "OCR_TRITON_SHM" not in embedded and embedded["OCR_TRITON_URL"] == "rel-ocr-service-triton:8000"
+
+
+def test_colocated_triton_on_gpu_nodes_metrics_and_network_policy():
+    docs = render(VALUE_SETS["triton-colocated-gpu"])
+    assert [d["metadata"]["name"] for d in by_kind(docs, "Deployment")] == ["rel-ocr-service"]
+    assert [h["metadata"]["name"] for h in by_kind(docs, "HorizontalPodAutoscaler")] == ["rel-ocr-service"]
+    assert [p["metadata"]["name"] for p in by_kind(docs, "PodDisruptionBudget")] == ["rel-ocr-service"]
+    dep = named(docs, "Deployment", "rel-ocr-service")
+    pod = dep["spec"]["template"]["spec"]
+    triton = pod["containers"][1]
+    assert triton["resources"]["limits"]["nvidia.com/gpu"] == 1
+    # the pod goes where Triton may run: its node selector, tolerations and runtime class
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu" and pod["runtimeClassName"] == "nvidia"
+    assert {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}} in pod["volumes"]
+    cfg = by_kind(docs, "ConfigMap")[0]["data"]
+    assert (cfg["OCR_TRITON_SHM_REGIONS"], cfg["OCR_TRITON_SHM_REGION_MIB"]) == ("16", "12")
+    # Triton's metrics: a Service of their own names the job the alert rules select
+    svc = named(docs, "Service", "rel-ocr-service-triton-metrics")
+    assert [p["targetPort"] for p in svc["spec"]["ports"]] == ["triton-metrics"]
+    assert _selects({"matchLabels": svc["spec"]["selector"]}, dep["spec"]["template"]["metadata"]["labels"])
+    sm = named(docs, "ServiceMonitor", "rel-ocr-service-triton-metrics")
+    assert _selects(sm["spec"]["selector"], svc["metadata"]["labels"])
+    assert not _selects(named(docs, "ServiceMonitor", "rel-ocr-service")["spec"]["selector"], svc["metadata"]["labels"])
+    rules = json.dumps(by_kind(docs, "PrometheusRule")[0]["spec"])
+    assert 'job=\\"rel-ocr-service-triton-metrics\\"' in rules and 'job=\\"rel-ocr-service-triton\\"' not in rules
+    # NetworkPolicy: Prometheus reaches the sidecar's metrics port; nobody reaches its inference ports
+    policies = by_kind(docs, "NetworkPolicy")
+    assert [p["metadata"]["name"] for p in policies] == ["rel-ocr-service"]
+    dest = {"labels": dep["spec"]["template"]["metadata"]["labels"],
+            "ports": {p["name"]: p["containerPort"] for c in pod["containers"] for p in c["ports"]}}
+    prometheus = {"labels": {"app.kubernetes.io/name": "prometheus"}, "ns": "monitoring",
+                  "ns_labels": {"kubernetes.io/metadata.name": "monitoring"}}
+    stranger = {"labels": {"app": "batch"}, "ns": "ocr", "ns_labels": {"kubernetes.io/metadata.name": "ocr"}}
+    assert allowed(policies, dest, prometheus, 8002) and allowed(policies, dest, prometheus, 8080)
+    for port in (8000, 8001, 8002):
+        assert not allowed(policies, dest, stranger, port), port
+    assert allowed(policies, dest, stranger, 8080)  # no allow-list in these values: the API is open
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--set", "triton.colocated.enabled=true"], "triton.colocated.enabled needs backend: triton"),
+    (["--set", "backend=triton,triton.colocated.enabled=true,triton.autoscaling.enabled=true"], "scale the API pods"),
+    (["--set", "backend=triton,triton.colocated.enabled=true,triton.shmSize=32Mi"], "8 x 8 MiB = 64 MiB"),
+    (["--set", "backend=triton,triton.colocated.enabled=true,config.detLimitSideLen=2000,triton.shmSize=200Mi"], "8 x 28 MiB"),
+    (["--set", "backend=triton,triton.colocated.enabled=true,triton.colocated.shmRegions=0"], "schema"),
+    (["--set", "backend=triton,triton.colocated.enabled=true,triton.shmSize=lots"], "schema"),
+])
+def test_colocated_refuses_values_that_cannot_go_with_it(args, message):
+    assert message in render_fails(args)
+
+
+def test_the_chart_sizes_regions_as_the_service_does():
+    from preprocess_service.backends.triton_shm import MIB, auto_region_bytes
+
+    for side in (640, 960, 1280, 2000):
+        need = 8 * auto_region_bytes(side) // MIB
+        err = render_fails(["--set", f"backend=triton,triton.colocated.enabled=true,config.detLimitSideLen={side},"
+                            f"triton.shmSize={need - 1}Mi"])
+        assert f"= {need} MiB" in err, (side, err)
+        render(["--set", f"backend=triton,triton.colocated.enabled=true,config.detLimitSideLen={side},triton.shmSize={need}Mi"])
 
 
 # --- tokens ---------------------------------------------------------------------------------------------

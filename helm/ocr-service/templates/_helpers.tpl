@@ -140,7 +140,7 @@ global.imageRegistry wins over image.registry; a digest wins over the tag. */}}
 {{- end }}
 
 {{- define "ocr.tritonJob" -}}
-{{- default (include "ocr.tritonName" .) .Values.monitoring.tritonJob -}}
+{{- default (include (ternary "ocr.tritonMetricsName" "ocr.tritonName" (eq (include "ocr.tritonColocated" .) "true")) .) .Values.monitoring.tritonJob -}}
 {{- end }}
 
 {{/* files/alert-rules.yml with this release's namespace, jobs and runbook page in place of the file's
@@ -190,4 +190,153 @@ trigger's query. Both gauges in one selector, so the sum holds when either serie
 {{/* The prometheus-adapter rule for the HPA's jobs-per-pod metric (files/prometheus-adapter-rules.yml). */}}
 {{- define "ocr.adapterRules" -}}
 {{- .Files.Get "files/prometheus-adapter-rules.yml" | replace "ocr_jobs_per_pod" .Values.autoscaling.prometheusAdapter.metricName -}}
+{{- end }}
+
+{{/* "true" when Triton runs as a sidecar of the API pods (backend triton, triton.colocated.enabled);
+the render fails on values that cannot go with it. */}}
+{{- define "ocr.tritonColocated" -}}
+{{- if .Values.triton.colocated.enabled -}}
+{{- if ne .Values.backend "triton" }}{{ fail "triton.colocated.enabled needs backend: triton" }}{{ end -}}
+{{- if .Values.triton.autoscaling.enabled }}{{ fail "triton.autoscaling scales the Triton Deployment, which triton.colocated.enabled replaces by a sidecar of each API pod: scale the API pods (autoscaling) instead" }}{{ end -}}
+{{- $need := mul (int .Values.triton.colocated.shmRegions) (int (include "ocr.tritonShmRegionMiB" .)) -}}
+{{- $have := int (include "ocr.memoryMiB" .Values.triton.shmSize) -}}
+{{- if lt $have $need }}{{ fail (printf "triton.shmSize (%s = %d MiB) cannot hold the service's shared-memory regions (%d x %d MiB = %d MiB): raise triton.shmSize or lower triton.colocated.shmRegions / shmRegionMiB" (toString .Values.triton.shmSize) $have (int .Values.triton.colocated.shmRegions) (int (include "ocr.tritonShmRegionMiB" .)) $need) }}{{ end -}}
+true
+{{- end -}}
+{{- end }}
+
+{{/* MiB of one shared-memory region: triton.colocated.shmRegionMiB, or what the service takes for 0
+(preprocess_service/backends/triton_shm.py: 7 bytes per pixel at the detection limit + 1 MiB, at least 4). */}}
+{{- define "ocr.tritonShmRegionMiB" -}}
+{{- $mib := int .Values.triton.colocated.shmRegionMiB -}}
+{{- if not $mib -}}
+{{- $side := int .Values.config.detLimitSideLen -}}
+{{- $mib = div (add (mul 7 $side $side) 1048576 1048575) 1048576 | int -}}
+{{- if lt $mib 4 }}{{ $mib = 4 }}{{ end -}}
+{{- end -}}
+{{- $mib -}}
+{{- end }}
+
+{{/* The Service that gives a colocated Triton's metrics their `job` label (a ServiceMonitor scrapes it). */}}
+{{- define "ocr.tritonMetricsName" -}}
+{{- printf "%s-triton-metrics" (include "ocr.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The models each model set loads on Triton. */}}
+{{- define "ocr.tritonModels" -}}
+{{- $models := dict "ppocrv6_small" (list "ppocrv6_small_det" "ppocrv6_small_rec" "ppocr_textline_cls") "ppocrv6_tiny" (list "ppocrv6_tiny_det" "ppocrv6_tiny_rec" "ppocr_textline_cls") "ppocrv5_mobile" (list "ppocrv5_mobile_det" "ppocrv5_mobile_rec" "ppocr_textline_cls") -}}
+{{- toYaml (get $models .Values.config.modelSet) -}}
+{{- end }}
+
+{{/* The init container that copies model_repository/ from the service image (triton.modelRepository.source copy). */}}
+{{- define "ocr.tritonCopyModels" -}}
+# The service image carries model_repository/ (fetched and sha256-checked at build time).
+- name: copy-models
+  image: {{ include "ocr.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  command: ["python", "-c", "import shutil; shutil.copytree('/app/model_repository', '/models', dirs_exist_ok=True, ignore=shutil.ignore_patterns('*.md'))"]
+  securityContext:
+    {{- toYaml .Values.triton.securityContext | nindent 4 }}
+  resources:
+    requests: {cpu: 100m, memory: 128Mi}
+    limits: {memory: 512Mi}
+  volumeMounts:
+    - name: models
+      mountPath: /models
+{{- end }}
+
+{{/* The Triton container: (dict "root" $ "colocated" bool). As a sidecar its ports are named triton-*
+(the API has `http`), its /tmp is the volume triton-tmp, and it outlives the API's drain. */}}
+{{- define "ocr.tritonContainer" -}}
+{{- $root := .root -}}
+{{- $t := $root.Values.triton -}}
+{{- $src := $t.modelRepository -}}
+{{- $p := ternary "triton-" "" .colocated -}}
+- name: triton
+  image: {{ include "ocr.tritonImage" $root }}
+  imagePullPolicy: {{ $t.image.pullPolicy }}
+  args:
+    - tritonserver
+    - --model-repository={{ if eq $src.source "url" }}{{ $src.url }}{{ else }}/models{{ end }}
+    - --http-port={{ $t.ports.http }}
+    - --grpc-port={{ $t.ports.grpc }}
+    - --metrics-port={{ $t.ports.metrics }}
+    - --model-control-mode=explicit
+    {{- range (include "ocr.tritonModels" $root | fromYamlArray) }}
+    - --load-model={{ . }}
+    {{- end }}
+    - --strict-readiness=true
+    - --exit-timeout-secs=30
+    {{- range $t.extraArgs }}
+    - {{ . | quote }}
+    {{- end }}
+  {{- with $src.credentialsSecret }}
+  envFrom:
+    - secretRef:
+        name: {{ . }}
+  {{- end }}
+  ports:
+    - {name: {{ $p }}http, containerPort: {{ $t.ports.http }}, protocol: TCP}
+    - {name: {{ $p }}grpc, containerPort: {{ $t.ports.grpc }}, protocol: TCP}
+    - {name: {{ $p }}metrics, containerPort: {{ $t.ports.metrics }}, protocol: TCP}
+  startupProbe:
+    httpGet: {path: /v2/health/ready, port: {{ $p }}http}
+    periodSeconds: 10
+    failureThreshold: 60
+  readinessProbe:
+    httpGet: {path: /v2/health/ready, port: {{ $p }}http}
+    periodSeconds: 5
+    failureThreshold: 3
+  livenessProbe:
+    httpGet: {path: /v2/health/live, port: {{ $p }}http}
+    periodSeconds: 10
+    failureThreshold: 3
+  {{- if .colocated }}
+  # Both containers get SIGTERM at once: Triton waits until the API has drained its requests
+  # (the drain delay + OCR_SHUTDOWN_GRACE_S), so that they still reach it.
+  lifecycle:
+    preStop:
+      exec:
+        command: ["sleep", "{{ sub (include "ocr.terminationGrace" $root | int) 5 }}"]
+  {{- end }}
+  securityContext:
+    {{- toYaml $t.securityContext | nindent 4 }}
+  resources:
+    requests:
+      {{- toYaml $t.resources.requests | nindent 6 }}
+      {{- if gt (int $t.gpus) 0 }}
+      nvidia.com/gpu: {{ $t.gpus }}
+      {{- end }}
+    limits:
+      {{- toYaml $t.resources.limits | nindent 6 }}
+      {{- if gt (int $t.gpus) 0 }}
+      nvidia.com/gpu: {{ $t.gpus }}
+      {{- end }}
+  volumeMounts:
+    - {name: shm, mountPath: /dev/shm}
+    - {name: {{ $p }}tmp, mountPath: /tmp}
+    {{- if ne $src.source "url" }}
+    - name: models
+      mountPath: /models
+      readOnly: {{ eq $src.source "pvc" }}
+    {{- end }}
+{{- end }}
+
+{{/* Triton's volumes: (dict "root" $ "colocated" bool). */}}
+{{- define "ocr.tritonVolumes" -}}
+{{- $t := .root.Values.triton -}}
+{{- $src := $t.modelRepository -}}
+- name: shm
+  emptyDir: {medium: Memory, sizeLimit: {{ $t.shmSize }}}
+- name: {{ ternary "triton-tmp" "tmp" .colocated }}
+  emptyDir: {sizeLimit: 1Gi}
+{{- if eq $src.source "copy" }}
+- name: models
+  emptyDir: {sizeLimit: 2Gi}
+{{- else if eq $src.source "pvc" }}
+- name: models
+  persistentVolumeClaim:
+    claimName: {{ required "triton.modelRepository.claimName is required with source: pvc" $src.claimName }}
+    readOnly: true
+{{- end }}
 {{- end }}
