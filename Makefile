@@ -41,7 +41,7 @@ FASTPADDLE_VENV ?= .venv-fastpaddle
 FASTPADDLE_STAMP := $(FASTPADDLE_VENV)/.deps-stamp
 BENCH_ARGS ?=
 
-.PHONY: help setup serve-setup serve-venv venv models serve-models lint docs docs-check setup-footprint fonts cjk-fonts prometheus browser k8s-tools serve test eval reference rapidocr-venv fastpaddle-venv bench levers triton triton-venv image test-image clean hostile
+.PHONY: help setup serve-setup serve-venv venv models serve-models lint docs docs-check setup-footprint fonts cjk-fonts prometheus browser k8s-tools serve test eval reference rapidocr-venv fastpaddle-venv bench levers triton triton-venv image test-image image-gpu test-image-gpu clean hostile
 
 help:
 	@echo "make serve   start the service on $(HOST):$(PORT) (HOST/PORT override), embedded onnxruntime backend"
@@ -53,6 +53,8 @@ help:
 	@echo "make triton  a local Triton server on 127.0.0.1:$(TRITON_HTTP_PORT) over model_repository/ (dev and tests)"
 	@echo "make image   build the service image with docker or podman (IMAGE=..., BASE_IMAGE=...)"
 	@echo "make test-image  build with podman from a local Debian base, run it, check /healthz and an OCR call"
+	@echo "make image-gpu   the GPU variant (onnxruntime-gpu + CUDA/cuDNN from PyPI, requirements-gpu.txt; IMAGE_GPU=...)"
+	@echo "make test-image-gpu  build the GPU variant with podman; without a GPU it must refuse to start, and serve on CPU when allowed"
 
 $(DEPS_STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -193,6 +195,16 @@ image:
 
 test-image: venv fonts
 	tests/image/test-image.sh
+
+# The GPU variant of the image: --build-arg VARIANT=gpu (docs/deployment.md, "The embedded backend on a GPU").
+IMAGE_GPU ?= $(IMAGE)-gpu
+image-gpu:
+	@if docker info >/dev/null 2>&1; then engine=docker; elif command -v podman >/dev/null; then engine=podman; \
+	 else echo "error: neither a docker engine nor podman is available"; exit 1; fi; \
+	 $$engine build --build-arg VARIANT=gpu $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) -t $(IMAGE_GPU) .
+
+test-image-gpu: venv fonts
+	tests/image/test-image-gpu.sh
 
 clean:
 	rm -rf $(VENV) $(SERVE_VENV) $(REF_VENV) $(RAPID_VENV) $(FASTPADDLE_VENV) $(TRITON_VENV) .pytest_cache .cache/triton

@@ -75,6 +75,9 @@ VALUE_SETS = {
                            "metrics.serviceMonitor.labels.app\\.kubernetes\\.io/instance=y,"
                            "metrics.grafanaDashboard.labels.grafana_dashboard=1"],
 }
+# the embedded backend on GPU nodes (the image's GPU variant): the production values and the bare switch
+VALUE_SETS["gpu-embedded"] = ["-f", str(CHART / "ci" / "gpu-embedded-values.yaml")]
+VALUE_SETS["gpu-embedded-switch"] = ["--set", "gpu.enabled=true"]
 
 
 def _helm() -> str:
@@ -903,3 +906,87 @@ def test_the_memory_budget_comes_from_the_container_limit(quantity, mib):
 
 def test_a_pod_without_a_memory_limit_does_not_render():
     assert "memory" in render_fails(["--set", "resources.limits.memory=null"])
+
+
+# --- the embedded backend on GPU nodes (gpu.enabled: the image's GPU variant) ----------------------------
+
+def _api_pod(docs: list[dict]) -> dict:
+    return named(docs, "Deployment", "rel-ocr-service")["spec"]["template"]["spec"]
+
+
+def test_embedded_gpu_values_run_the_gpu_image_with_a_gpu_per_pod_on_gpu_nodes():
+    from preprocess_service.settings import Settings
+
+    docs = render(VALUE_SETS["gpu-embedded"])
+    assert [d["metadata"]["name"] for d in by_kind(docs, "Deployment")] == ["rel-ocr-service"]  # no Triton
+    pod = _api_pod(docs)
+    [api] = pod["containers"]
+    # the GPU variant of the image: `make image-gpu` tags <tag>-gpu; the helm test pod runs the same image
+    assert api["image"] == "registry.example.com/ocr/ocr-service:0.1.0-gpu"
+    assert by_kind(docs, "Pod")[0]["spec"]["containers"][0]["image"] == api["image"]
+    # one GPU per API pod, beside the container's own CPU and memory
+    assert api["resources"]["limits"] == {"cpu": "4", "memory": "4Gi", "nvidia.com/gpu": 1}
+    assert api["resources"]["requests"] == {"cpu": "2", "memory": "2Gi", "nvidia.com/gpu": 1}
+    # on GPU nodes: their label, the NVIDIA RuntimeClass, the GPU taint tolerated
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["runtimeClassName"] == "nvidia"
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    # CUDA first, no silent CPU fallback: the settings the service reads from the ConfigMap
+    cfg = by_kind(docs, "ConfigMap")[0]["data"]
+    assert cfg["OCR_BACKEND"] == "onnxruntime"
+    assert cfg["OCR_ORT_PROVIDERS"] == "CUDAExecutionProvider,CPUExecutionProvider"
+    assert cfg["OCR_ORT_ALLOW_CPU_FALLBACK"] == "false"
+    settings = Settings(**{k.removeprefix("OCR_").lower(): v for k, v in cfg.items() if k != "OCR_API_TOKENS_FILE"},
+                        api_tokens="x" * 16)
+    assert settings.ort_providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert settings.ort_allow_cpu_fallback is False and settings.backend == "onnxruntime"
+    assert cfg["OCR_MEMORY_LIMIT_MIB"] == "4096"
+
+
+def test_the_gpu_switch_alone_and_how_it_combines_with_the_api_pods_placement():
+    pod = _api_pod(render(VALUE_SETS["gpu-embedded-switch"]))
+    assert pod["containers"][0]["image"] == "ghcr.io/example/ocr-service:0.1.0-gpu"  # appVersion + gpu.tagSuffix
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert "nodeSelector" not in pod and "runtimeClassName" not in pod
+    # the API pods' own placement stays; the GPU's adds to it, and gpu.runtimeClassName wins when set
+    both = _api_pod(render(["--set", "gpu.enabled=true,runtimeClassName=gvisor,gpu.runtimeClassName=nvidia",
+                            "--set-string", "nodeSelector.zone=a,gpu.nodeSelector.gpu-type=l4",
+                            "--set-json", 'tolerations=[{"key":"dedicated","operator":"Equal","value":"ocr","effect":"NoSchedule"}]']))
+    assert both["runtimeClassName"] == "nvidia"
+    assert both["nodeSelector"] == {"zone": "a", "gpu-type": "l4"}
+    assert [t["key"] for t in both["tolerations"]] == ["dedicated", "nvidia.com/gpu"]
+    assert _api_pod(render(["--set", "gpu.enabled=true,runtimeClassName=nvidia-cdi"]))["runtimeClassName"] == "nvidia-cdi"
+    # a MIG slice instead of a whole GPU; a digest is the GPU image's own; the fallback can be allowed
+    mig = _api_pod(render(["--set", "gpu.enabled=true,gpu.resourceName=nvidia.com/mig-1g.10gb,gpu.count=2"]))
+    assert mig["containers"][0]["resources"]["limits"] == {"cpu": "2", "memory": "2Gi", "nvidia.com/mig-1g.10gb": 2}
+    assert _api_pod(render(["--set", f"gpu.enabled=true,image.digest={DIGEST}"]))["containers"][0]["image"] == \
+        f"ghcr.io/example/ocr-service@{DIGEST}"
+    assert _api_pod(render(["--set", "gpu.enabled=true,image.tag=2.0.0,gpu.tagSuffix=-cuda13"]))["containers"][0]["image"] == \
+        "ghcr.io/example/ocr-service:2.0.0-cuda13"
+    cfg = by_kind(render(["--set", "gpu.enabled=true,gpu.allowCpuFallback=true"]), "ConfigMap")[0]["data"]
+    assert cfg["OCR_ORT_ALLOW_CPU_FALLBACK"] == "true"
+
+
+def test_without_the_gpu_switch_nothing_changes():
+    docs = render([])
+    pod = _api_pod(docs)
+    assert pod["containers"][0]["image"] == "ghcr.io/example/ocr-service:0.1.0"
+    assert pod["containers"][0]["resources"] == {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
+    assert "tolerations" not in pod
+    cfg = by_kind(docs, "ConfigMap")[0]["data"]
+    assert "OCR_ORT_PROVIDERS" not in cfg and "OCR_ORT_ALLOW_CPU_FALLBACK" not in cfg  # the CPU image's defaults
+    assert not any("nvidia" in json.dumps(d) for d in docs)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--set", "backend=triton,gpu.enabled=true"], "with backend triton the GPUs are Triton's"),
+    (["--set", "gpu.enabled=true,gpu.count=0"], "schema"),
+    (["--set", "gpu.enabled=true,gpu.providers=CUDA"], "schema"),
+    (["--set", "gpu.enabled=true,gpu.resourceName=gpu"], "schema"),
+    (["--set", "gpu.enabled=true,gpu.tagSuffix=-gpu:latest"], "schema"),
+    (["--set", "gpu.enabled=yes"], "schema"),
+    (["--set", "gpu.surprise=1"], "schema"),
+])
+def test_the_gpu_values_refuse_what_cannot_work(args, message):
+    assert message in render_fails(args)

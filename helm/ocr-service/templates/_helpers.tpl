@@ -118,8 +118,33 @@ global.imageRegistry wins over image.registry; a digest wins over the tag. */}}
 {{- end -}}
 {{- end }}
 
+{{/* The service image; with gpu.enabled its GPU variant: the tag (image.tag, else appVersion) + gpu.tagSuffix
+(a digest is taken as it is: the GPU image's). */}}
 {{- define "ocr.image" -}}
-{{- include "ocr.imageRef" (dict "image" .Values.image "global" .Values.global "default" .Chart.AppVersion "key" "image") -}}
+{{- $img := .Values.image -}}
+{{- if and (eq (include "ocr.embeddedGpu" .) "true") (not $img.digest) -}}
+{{- $img = merge (dict "tag" (printf "%s%s" ($img.tag | default .Chart.AppVersion) .Values.gpu.tagSuffix)) (deepCopy $img) -}}
+{{- end -}}
+{{- include "ocr.imageRef" (dict "image" $img "global" .Values.global "default" .Chart.AppVersion "key" "image") -}}
+{{- end }}
+
+{{/* "true" when the embedded backend runs on GPUs (gpu.enabled); the render fails with backend triton. */}}
+{{- define "ocr.embeddedGpu" -}}
+{{- if .Values.gpu.enabled -}}
+{{- if ne .Values.backend "embedded" }}{{ fail "gpu.enabled runs the embedded backend on GPUs: with backend triton the GPUs are Triton's (triton.gpus), and the API pods need none" }}{{ end -}}
+true
+{{- end -}}
+{{- end }}
+
+{{/* The API container's resources; with gpu.enabled plus gpu.count of gpu.resourceName (requests and limits). */}}
+{{- define "ocr.apiResources" -}}
+{{- $res := deepCopy (.Values.resources | default dict) -}}
+{{- if eq (include "ocr.embeddedGpu" .) "true" -}}
+{{- range $kind := list "requests" "limits" -}}
+{{- $_ := set $res $kind (merge (dict $.Values.gpu.resourceName (int $.Values.gpu.count)) (get $res $kind | default dict)) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $res -}}
 {{- end }}
 
 {{- define "ocr.tritonImage" -}}
