@@ -103,13 +103,13 @@ def test_unknown_or_unclosed_regions_fail(copy: Path):
 def test_paths_and_links_that_do_not_exist_fail(copy: Path):
     doc = copy / "docs" / "testing.md"
     doc.write_text(doc.read_text(encoding="utf-8")
-                   + "\nSee `tests/unit/test_gone.py`, `test_reliability.py::test_gone`, [x](gone.md) and ../shared/eval.\n",
+                   + "\nSee `tests/unit/test_gone.py`, `test_reliability.py::test_gone`, [x](gone.md) and " + render.OUTSIDE + "/eval.\n",
                    encoding="utf-8")
     problems = "\n".join(render.check(copy))
     assert "`tests/unit/test_gone.py` does not exist" in problems
     assert "has no `test_gone`" in problems
     assert "link 'gone.md'" in problems
-    assert "../shared" in problems
+    assert render.OUTSIDE in problems
 
 
 def test_every_setting_is_documented_and_every_documented_setting_exists():
