@@ -41,7 +41,7 @@ FASTPADDLE_VENV ?= .venv-fastpaddle
 FASTPADDLE_STAMP := $(FASTPADDLE_VENV)/.deps-stamp
 BENCH_ARGS ?=
 
-.PHONY: help setup serve-setup serve-venv venv models serve-models lint docs docs-check setup-footprint fonts cjk-fonts prometheus browser k8s-tools serve test eval reference rapidocr-venv fastpaddle-venv bench levers triton triton-venv image test-image image-gpu test-image-gpu clean hostile
+.PHONY: help setup serve-setup serve-venv venv models serve-models lint docs docs-check setup-footprint fonts cjk-fonts prometheus browser k8s-tools serve test eval reference rapidocr-venv fastpaddle-venv bench levers triton triton-venv image test-image image-gpu test-image-gpu clean hostile int8
 
 help:
 	@echo "make serve   start the service on $(HOST):$(PORT) (HOST/PORT override), embedded onnxruntime backend"
@@ -150,7 +150,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: setup lint fonts cjk-fonts prometheus browser triton-venv rapidocr-venv fastpaddle-venv k8s-tools
+test: setup int8 lint fonts cjk-fonts prometheus browser triton-venv rapidocr-venv fastpaddle-venv k8s-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # PaddleOCR's own pipeline as the accuracy reference, in a venv of its own (it is large).
@@ -221,3 +221,10 @@ docs-check:
 # (tests/e2e/test_hostile.py; writes docs/artifacts/hostile.json)
 hostile: setup
 	HOSTILE_ARTIFACT=docs/artifacts/hostile.json $(PY) -m pytest -q -p no:cacheprovider tests/e2e/test_hostile.py
+
+# Static INT8 (QDQ) models for CPU, a speed lever (export_scripts/quantize.py): the folders
+# model_repository/ppocrv6_small_{det,rec}_int8 (OCR_DET_MODEL / OCR_REC_MODEL), quantised from the
+# published float models with the committed activation ranges (evaluation/calibration/ranges),
+# sha256-pinned; seconds. Figures: python -m export_scripts.quantize --measure (docs/artifacts/int8.json).
+int8: setup
+	$(PY) -m export_scripts.quantize

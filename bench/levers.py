@@ -50,6 +50,9 @@ VARIANTS: dict[str, dict[str, str]] = {
     "parallel execution, 2 inter-op": {"OCR_ORT_EXECUTION_MODE": "parallel", "OCR_ORT_INTER_OP_THREADS": "2"},
     "in-flight 1": {"OCR_MAX_IN_FLIGHT": "1"},
     "in-flight 4": {"OCR_MAX_IN_FLIGHT": "4"},
+    # static INT8 (QDQ) models of `make int8` (export_scripts/quantize.py; figures in docs/artifacts/int8.json)
+    "det int8": {"OCR_DET_MODEL": "ppocrv6_small_det_int8"},
+    "rec int8": {"OCR_REC_MODEL": "ppocrv6_small_rec_int8"},
 }
 
 
