@@ -53,6 +53,8 @@ VARIANTS: dict[str, dict[str, str]] = {
     # static INT8 (QDQ) models of `make int8` (export_scripts/quantize.py; figures in docs/artifacts/int8.json)
     "det int8": {"OCR_DET_MODEL": "ppocrv6_small_det_int8"},
     "rec int8": {"OCR_REC_MODEL": "ppocrv6_small_rec_int8"},
+    # the same ONNX files on Intel's OpenVINO runtime (docs/artifacts/openvino.json, bench/openvino_compare.py)
+    "openvino": {"OCR_BACKEND": "openvino"},
 }
 
 

@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OCR_", extra="ignore", frozen=True)
 
     # --- models and backend ---
-    backend: Literal["onnxruntime", "triton"] = "onnxruntime"
+    backend: Literal["onnxruntime", "triton", "openvino"] = "onnxruntime"
     model_repository: Path = PROJECT_ROOT / "model_repository"
     model_set: str = Field(default=DEFAULT_MODEL_SET, json_schema_extra={"enum": sorted(MODEL_SETS)})  # type: ignore[dict-item]
     det_model: str | None = None  # overrides the set's detection folder
@@ -77,6 +77,27 @@ class Settings(BaseSettings):
     triton_shm_region_mib: int = Field(
         default=0, ge=0, le=1024, description="size of each region (0: a detection call at OCR_DET_LIMIT_SIDE_LEN "
         "fits, 7 bytes per pixel + 1 MiB: 8 MiB at 960); larger calls go over the network")
+    # --- OpenVINO ---
+    ov_device: str = Field(default="CPU", description="OpenVINO device the models are compiled for (CPU, GPU, AUTO...)")
+    ov_performance_hint: Literal["LATENCY", "THROUGHPUT"] = Field(
+        default="THROUGHPUT", description="OpenVINO performance hint of recognition and orientation: THROUGHPUT, "
+        "several streams (runs at once) sharing the threads; LATENCY, one stream using them all")
+    ov_det_performance_hint: Literal["LATENCY", "THROUGHPUT"] = Field(
+        default="LATENCY", description="the same for detection (one big run per page)")
+    ov_num_streams: int = Field(
+        default=0, ge=0, le=64, description="OpenVINO streams of a THROUGHPUT model (0: the plugin's choice)")
+    ov_inference_threads: int = Field(
+        default=0, ge=0, description="OpenVINO CPU threads per model (0: the usable cores, cgroup limit included)")
+    ov_inference_precision: Literal["f32", "bf16", "f16", "auto"] = Field(
+        default="f32", description="OpenVINO inference precision (auto: the plugin's, bf16 on CPUs that have it; "
+        "f32 reads exactly what onnxruntime reads)")
+    ov_runtime_cache_capacity: int = Field(
+        default=0, ge=0, description="OpenVINO CPU plugin's cache of kernels per input shape (0: off; OCR shapes "
+        "change with every page and crop, and the cache held GiBs for no measured speed-up)")
+    ov_cpu_pinning: bool = Field(
+        default=False, description="pin OpenVINO's threads to cores (only with exclusive cores: a cgroup CPU limit "
+        "alone shares the node's cores, and every pod would pin to the same ones)")
+    ov_cache_dir: Path | None = Field(default=None, description="OpenVINO compiled-model cache folder (None: no cache)")
 
     malloc_mmap_threshold_kib: int = Field(
         default=0, ge=0, le=32768,

@@ -33,6 +33,13 @@ def create_backend(settings: Settings) -> InferenceBackend:
             startup_timeout_s=settings.triton_startup_timeout_s,
             shm=ShmOptions.from_settings(settings),
         )
+    if settings.backend == "openvino":
+        try:
+            from .openvino_backend import OpenVinoBackend, OpenVinoOptions
+        except ImportError as exc:  # the optional extra: pip install 'preprocess-service[openvino]'
+            raise ValueError("OCR_BACKEND=openvino needs the openvino package (the [openvino] extra)") from exc
+
+        return OpenVinoBackend(settings.model_repository, OpenVinoOptions.from_settings(settings))
     raise ValueError(f"backend {settings.backend!r} is not available in this build")
 
 
