@@ -70,11 +70,14 @@ $(SERVE_STAMP): pyproject.toml constraints.txt
 
 serve-venv: $(SERVE_STAMP)
 
+# the published models, then the default INT8 ones quantised from them (seconds)
 models: $(DEPS_STAMP)
 	$(PY) -m export_scripts.fetch_models
+	$(PY) -m export_scripts.quantize
 
 serve-models: $(SERVE_STAMP)
 	$(SERVE_PY) -m export_scripts.fetch_models
+	$(SERVE_PY) -m export_scripts.quantize
 
 # The label test renders text in DejaVu Sans (Debian's fonts-dejavu-core).
 fonts:
@@ -150,7 +153,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: setup int8 lint fonts cjk-fonts prometheus browser triton-venv rapidocr-venv fastpaddle-venv k8s-tools
+test: setup lint fonts cjk-fonts prometheus browser triton-venv rapidocr-venv fastpaddle-venv k8s-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # PaddleOCR's own pipeline as the accuracy reference, in a venv of its own (it is large).
@@ -224,7 +227,7 @@ hostile: setup
 
 # Static INT8 (QDQ) models for CPU, a speed lever (export_scripts/quantize.py): the folders
 # model_repository/ppocrv6_small_{det,rec}_int8 (OCR_DET_MODEL / OCR_REC_MODEL), quantised from the
-# published float models with the committed activation ranges (evaluation/calibration/ranges),
+# published float models with the committed activation ranges (export_scripts/int8_ranges),
 # sha256-pinned; seconds. Figures: python -m export_scripts.quantize --measure (docs/artifacts/int8.json).
 int8: setup
 	$(PY) -m export_scripts.quantize

@@ -20,6 +20,7 @@ import base64
 import json
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -28,7 +29,7 @@ import orjson
 import pybase64
 
 from bench.dataset import load
-from bench.run import bench_http, request_bodies, start_ours
+from bench.run import bench_http, machine, request_bodies, start_ours
 from evaluation import EVAL_DIR
 from preprocess_service.imaging import decode_image
 from preprocess_service.settings import PROJECT_ROOT
@@ -53,6 +54,13 @@ VARIANTS: dict[str, dict[str, str]] = {
     # static INT8 (QDQ) models of `make int8` (export_scripts/quantize.py; figures in docs/artifacts/int8.json)
     "det int8": {"OCR_DET_MODEL": "ppocrv6_small_det_int8"},
     "rec int8": {"OCR_REC_MODEL": "ppocrv6_small_rec_int8"},
+    "det + rec int8": {"OCR_DET_MODEL": "ppocrv6_small_det_int8", "OCR_REC_MODEL": "ppocrv6_small_rec_int8"},
+    # smaller inputs: recognition padded to faster-paddle's 96 px floor instead of the model's 320,
+    # detection's up-scaling floor for small images halved
+    "rec min width 96": {"OCR_REC_MIN_WIDTH": "96"},
+    "det min side 32": {"OCR_DET_MIN_SIDE_LEN": "32"},
+    # the tiny models: the fast mode (OCR_MODEL_SET=ppocrv6_tiny)
+    "tiny models": {"OCR_MODEL_SET": "ppocrv6_tiny"},
     # the same ONNX files on Intel's OpenVINO runtime (docs/artifacts/openvino.json, bench/openvino_compare.py)
     "openvino": {"OCR_BACKEND": "openvino"},
 }
@@ -129,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         http = http_levers(items, args.variants, Path(tmp), answers)
     print("micro-measurements:", flush=True)
     micro = micro_levers(items, answers)
-    result = {"images": len(items), "http": http, "micro_ms_per_pass": micro}
+    result = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), "images": len(items),
+              "http": http, "micro_ms_per_pass": micro}
     args.out.write_text(json.dumps(result, indent=1), encoding="utf-8")
     base = http[args.variants[0]]
     print(f"\n{len(items)} images; ratios against '{args.variants[0]}'")

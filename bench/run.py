@@ -47,6 +47,7 @@ import psutil
 import yaml
 
 from bench.dataset import BenchItem, load
+from bench.floor import FLOOR_MODEL_SET
 from bench.peers import fastpaddle_models
 from bench.proxy import CountingProxy
 from bench.timing import percentile, run_threads
@@ -54,6 +55,7 @@ from evaluation import EVAL_DIR
 from evaluation.scoring import PredLine, score_item
 from export_scripts.fetch_models import MODELS, published_model_bytes
 from harness.localserver import LocalServer, free_port
+from preprocess_service.model_sets import DEFAULT_MODEL_SET, MODEL_SETS
 from preprocess_service.settings import PROJECT_ROOT
 from triton_local.launch import LocalTriton
 
@@ -135,8 +137,11 @@ def start_ours(work: Path, backend: str, extra_env: dict[str, str] | None = None
     env = {"OCR_API_TOKENS": token, "OCR_LOG_LEVEL": "warning", **(extra_env or {})}
     triton = proxy = None
     if backend == "triton":
+        # the models the service will ask for: its default set's, or the one the variant names
+        folders = MODEL_SETS[env.get("OCR_MODEL_SET", DEFAULT_MODEL_SET)].folders()
         triton = LocalTriton(TRITON_VENV, work / "triton", http_port=free_port(), grpc_port=free_port(),
-                             metrics_port=free_port(), models=[DET, REC], log_path=work / "triton.log")
+                             metrics_port=free_port(), models=[folders["det"], folders["rec"]],
+                             log_path=work / "triton.log")
         triton.start()
         # every byte between the service and Triton is counted (bytes per page on the hop)
         proxy = CountingProxy(triton.http_port).__enter__()
@@ -495,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
     items = [it for it in load(args.eval_dir) if not args.images or it.name in args.images]
     results = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
                "images": {it.name: list(it.size) for it in items}, "concurrency": args.concurrency,
-               "rounds": args.rounds, "models": [DET, REC], "systems": {}}
+               "rounds": args.rounds, "models": [DET, REC], "model_sets": {"ours": DEFAULT_MODEL_SET, "floor": FLOOR_MODEL_SET},
+               "systems": {}}
     with tempfile.TemporaryDirectory(prefix="ocr-bench-") as tmp:
         work = Path(tmp)
         peer_models = stage_peer_models(work) if {"rapidocr", "paddleocr"} & set(args.systems) else {}

@@ -19,7 +19,7 @@ How a folder is made (``make int8``, i.e. ``python -m export_scripts.quantize``;
    (``reduce_range``) so that CPUs without VNNI cannot saturate the u8s8 16-bit pair sums (the
    chosen models meet the adoption rule with them; VNNI CPUs run the same kernels either way);
    the nodes of ``Recipe.exclude`` stay float (see ``TARGETS``);
-   the activation ranges come from ``evaluation/calibration/ranges/<folder>.json``, committed;
+   the activation ranges come from ``export_scripts/int8_ranges/<folder>.json``, committed;
 4. ``input_head.serve_ready``: the same heads as every served model (uint8 NHWC input with the
    normalisation inside; detection's ``prob_u8``; recognition's greedy-CTC outputs).
 
@@ -84,7 +84,7 @@ from export_scripts.fetch_models import FetchError, sha256_bytes, sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACT = ROOT / "docs" / "artifacts" / "int8.json"
-RANGES_DIR = ROOT / "evaluation" / "calibration" / "ranges"
+RANGES_DIR = ROOT / "export_scripts" / "int8_ranges"
 
 # The adoption rule: an int8 variant may become a default only if, against the fp32 pipeline on
 # evaluation/data, the character-weighted CER rises by at most MAX_OVERALL_CER_RISE, the mean
@@ -287,7 +287,16 @@ def quantize_bytes(float_model: bytes, recipe: Recipe, ranges: dict[str, list[fl
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    logging.getLogger().setLevel(logging.ERROR)  # the quantiser's advice and progress
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser's advice and progress, for this call only
+    try:
+        return _quantize_bytes(float_model, recipe, ranges, onnx, QuantFormat, QuantType, quantize_static)
+    finally:
+        root.setLevel(level)
+
+
+def _quantize_bytes(float_model, recipe, ranges, onnx, QuantFormat, QuantType, quantize_static) -> bytes:  # noqa: N803
     with tempfile.TemporaryDirectory(prefix="ocr-int8-") as tmp:
         pre, out, cache = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx", Path(tmp) / "ranges.json"
         pre_process(float_model, pre)
@@ -621,20 +630,18 @@ def _calibration_counts() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from evaluation import EVAL_DIR
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repository", type=Path, default=ROOT / "model_repository")
     ap.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "wheels")
     ap.add_argument("--targets", nargs="+", default=sorted(TARGETS), choices=sorted(TARGETS))
     ap.add_argument("--calibrate", action="store_true",
                     help="measure the activation ranges afresh on the calibration set and rewrite "
-                         "evaluation/calibration/ranges/ (slow: minutes), then rebuild")
+                         "export_scripts/int8_ranges/ (slow: minutes), then rebuild")
     ap.add_argument("--force", action="store_true", help="rebuild even when the folder is present and verified")
     ap.add_argument("--accept-new-sha256", action="store_true", help="write a result whose sha256 is not the pinned one")
     ap.add_argument("--measure", action="store_true", help="then measure speed and CER, write docs/artifacts/int8.json")
     ap.add_argument("--repeats", type=int, default=5, help="timed rounds over the images (--measure)")
-    ap.add_argument("--eval-dir", type=Path, default=EVAL_DIR)
+    ap.add_argument("--eval-dir", type=Path, help="the evaluation set (--measure; default evaluation/data)")
     ap.add_argument("--out", type=Path, default=ARTIFACT)
     args = ap.parse_args(argv)
     try:
@@ -657,7 +664,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.measure:
         os.environ.pop("OCR_DET_MODEL", None)
         os.environ.pop("OCR_REC_MODEL", None)
-        result = measure(args.repository, args.eval_dir, args.repeats)
+        from evaluation import EVAL_DIR
+
+        result = measure(args.repository, args.eval_dir or EVAL_DIR, args.repeats)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         print("| variant | median ms/image | CER overall | mean per-image CER | labels exact | adoptable |")

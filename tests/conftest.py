@@ -13,6 +13,7 @@ import pytest
 
 from evaluation import EVAL_DIR
 from harness.localserver import LocalServer, free_port
+from preprocess_service.model_sets import DEFAULT_MODEL_SET, MODEL_SETS
 from triton_local.launch import LocalTriton
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +40,7 @@ def eval_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def repository() -> Path:
-    if not (REPOSITORY / "ppocrv6_small_det" / "1" / "model.onnx").exists():
+    if not all((REPOSITORY / m / "1" / "model.onnx").exists() for m in ("ppocrv6_small_det", *MODELS)):
         pytest.fail("model files missing: run `make models` (make test does it)")
     return REPOSITORY
 
@@ -79,7 +80,8 @@ def client(server) -> httpx.Client:
 # --- a real Triton on loopback (see tests/test_triton.py) --------------------------------
 
 TRITON_VENV = ROOT / ".venv-triton"
-MODELS = ["ppocrv6_small_det", "ppocrv6_small_rec", "ppocr_textline_cls"]
+# the default model set's folders (det, rec, cls), which the service started with no OCR_MODEL_SET asks for
+MODELS = [m for m in MODEL_SETS[DEFAULT_MODEL_SET].folders().values() if m]
 
 
 @pytest.fixture(scope="session")

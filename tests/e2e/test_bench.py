@@ -175,7 +175,7 @@ def test_floor_replays_exactly_the_pipelines_model_calls(repository):
     settings = Settings(api_tokens=["x"])
     backend, calls = asyncio.run(record(settings, {"a": img}))
     models = [m for m, _, _ in calls["a"]]
-    assert models[0] == "ppocrv6_small_det" and models[1:] == ["ppocrv6_small_rec"]
+    assert models[0] == settings.model_names["det"] and models[1:] == [settings.model_names["rec"]]
     (_, rec_inputs, rec_outputs) = calls["a"][1]
     assert rec_outputs == ["ctc_argmax", "ctc_max_prob"]  # the service's own request, replayed as is
     assert list(rec_inputs) == ["x", "valid_width"]  # the uint8 input head (export_scripts/input_head.py)

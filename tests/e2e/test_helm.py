@@ -990,3 +990,21 @@ def test_without_the_gpu_switch_nothing_changes():
 ])
 def test_the_gpu_values_refuse_what_cannot_work(args, message):
     assert message in render_fails(args)
+
+
+@pytest.mark.parametrize("args, model_set, triton_models", [
+    ([], "ppocrv6_small_int8rec", None),  # the embedded default on CPUs: the INT8 set
+    (["--set", "gpu.enabled=true"], "ppocrv6_small", None),  # embedded on GPUs: the float set
+    (["--set", "backend=triton"], "ppocrv6_small", "ppocrv6_small_rec"),  # Triton with GPUs (triton.gpus 1)
+    (["--set", "backend=triton", "--set", "triton.gpus=0"], "ppocrv6_small_int8rec", "ppocrv6_small_rec_int8"),
+    (["--set", "gpu.enabled=true", "--set", "config.modelSet=ppocrv6_tiny"], "ppocrv6_tiny", None),  # as asked
+])
+def test_the_int8_default_is_for_cpus(args, model_set, triton_models):
+    """config.modelSet's INT8 default becomes the float set where the models run on GPUs, for the
+    API's OCR_MODEL_SET and for the models Triton loads alike; any other set is kept as asked."""
+    docs = render(args)
+    assert by_kind(docs, "ConfigMap")[0]["data"]["OCR_MODEL_SET"] == model_set
+    if triton_models:
+        args_ = named(docs, "Deployment", "rel-ocr-service-triton")["spec"]["template"]["spec"]["containers"][0]["args"]
+        loaded = [a.split("=", 1)[1] for a in args_ if a.startswith("--load-model=")]
+        assert triton_models in loaded and ("ppocrv6_small_rec_int8" in loaded) == model_set.endswith("_int8rec")

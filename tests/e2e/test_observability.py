@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.localserver import LocalServer, free_port
-from tests.conftest import ROOT
+from tests.conftest import MODELS, ROOT
 from tests.helpers import b64
 
 RULES = ROOT / "helm" / "ocr-service" / "files" / "alert-rules.yml"
@@ -65,7 +65,7 @@ def test_metrics_count_requests_stages_lines_and_models(server, client, eval_dir
         assert delta("ocr_stage_duration_seconds_count", stage=stage, backend="onnxruntime") == 1, stage
     assert delta("ocr_images_processed_total", backend="onnxruntime") == 1
     assert delta("ocr_text_lines_total", backend="onnxruntime") == 8
-    assert _value(after, "ocr_model_info", role="det", model="ppocrv6_small_det", backend="onnxruntime",
+    assert _value(after, "ocr_model_info", role="det", model=MODELS[0], backend="onnxruntime",
                   execution_provider="CPUExecutionProvider") == 1
     assert ("ocr_http_requests_in_flight", ()) in after
 
@@ -166,8 +166,8 @@ def test_real_prometheus_scrapes_service_and_triton(server, client, triton, trit
         expected = {
             'sum(ocr_http_requests_total{job="ocr-service", route="/v1/ocr", code="200"})': 6,
             'sum(ocr_images_processed_total{backend="triton"})': 3,
-            'sum(nv_inference_request_success{job="triton", model="ppocrv6_small_det"})': 3,
-            'sum(nv_inference_request_success{job="triton", model="ppocrv6_small_rec"})': 3,
+            f'sum(nv_inference_request_success{{job="triton", model="{MODELS[0]}"}})': 3,
+            f'sum(nv_inference_request_success{{job="triton", model="{MODELS[1]}"}})': 3,
             'count(up{job=~"ocr-service|triton"} == 1)': 3,
         }
         deadline = time.monotonic() + 30

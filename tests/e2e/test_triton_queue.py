@@ -215,6 +215,7 @@ def test_the_client_of_the_service_gets_503_with_retry_after_fast(queue_triton, 
     data = page.read_bytes()
     token = secrets.token_urlsafe(16)
     env = {"OCR_BACKEND": "triton", "OCR_TRITON_URL": triton.url, "OCR_API_TOKENS": token,
+           "OCR_MODEL_SET": "ppocrv6_small",  # the float models this test's Triton loads
            "OCR_TRITON_STARTUP_TIMEOUT_S": "60", "OCR_REQUEST_TIMEOUT_S": "30", "OCR_MAX_IN_FLIGHT": "32",
            "OCR_MEMORY_LIMIT_MIB": "16384"}
 

@@ -24,15 +24,16 @@ import pytest
 from bench.proxy import CountingProxy
 from harness.localserver import LocalServer
 from preprocess_service.backends.triton_shm import ALIGN, MIB, RegionPool, auto_region_bytes, plan
+from tests.conftest import MODELS
 from tests.helpers import b64
 
 IMAGES = ["tess_phototest.png", "tess_eurotext.png", "ic15_img_1.jpg", "easyocr_chinese.jpg",
           "tjs_simple.png", "tess_segmodeimg.png", "dtrb_demo_10.jpg", "tess_hello_google.png"]
-DET = "ppocrv6_small_det"
+DET = MODELS[0]  # the default set's, which the conftest's Triton loads
 # eight requests at once, each with a detection call and then its recognition batches at once:
 # enough regions that (nearly) every call finds one
 SHM_REGIONS = 32
-REC = "ppocrv6_small_rec"
+REC = MODELS[1]
 
 
 # --- the layout of a call in a region (no Triton needed) ----------------------------------------

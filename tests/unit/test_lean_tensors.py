@@ -35,7 +35,7 @@ def _float_repository(tmp_path, repository):
 
 
 def _pipeline(repo):
-    settings = Settings(api_tokens="unused-in-process", model_repository=repo)
+    settings = Settings(api_tokens="unused-in-process", model_repository=repo, model_set="ppocrv6_small")  # float, lean or not
     return run(Pipeline.create(settings, create_backend(settings)))
 
 

@@ -31,7 +31,10 @@ REC_IMAGES = ["tess_eurotext.png", "tess_phototest.png", "ic15_img_8.jpg", "easy
 
 
 def _pipeline(backend: str, repository) -> Pipeline:
-    settings = Settings(api_tokens="x", backend=backend, model_repository=repository)  # type: ignore[arg-type]
+    # parity on the float set: on the INT8 recognition model of the default set OpenVINO runs its own
+    # int8 kernels, whose scores differ from onnxruntime's by more than float rounding
+    settings = Settings(api_tokens="x", backend=backend, model_repository=repository,  # type: ignore[arg-type]
+                        model_set="ppocrv6_small")
     return run(Pipeline.create(settings, create_backend(settings)))
 
 
