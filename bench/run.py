@@ -138,7 +138,7 @@ def start_ours(work: Path, backend: str, extra_env: dict[str, str] | None = None
     triton = proxy = None
     if backend == "triton":
         # the models the service will ask for: its default set's, or the one the variant names
-        folders = MODEL_SETS[env.get("OCR_MODEL_SET", DEFAULT_MODEL_SET)].folders()
+        folders = MODEL_SETS[env.get("OCR_MODEL_SET", os.environ.get("OCR_MODEL_SET", DEFAULT_MODEL_SET))].folders()
         triton = LocalTriton(TRITON_VENV, work / "triton", http_port=free_port(), grpc_port=free_port(),
                              metrics_port=free_port(), models=[folders["det"], folders["rec"]],
                              log_path=work / "triton.log")
