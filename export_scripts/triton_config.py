@@ -70,6 +70,12 @@ class KindDefaults:
     preferred_batch_sizes: tuple[int, ...]
     max_queue_delay_us: int
     queue: QueuePolicy
+    # Instances and onnxruntime intra-op threads per instance (0: onnxruntime's default, all cores).
+    # As in the embedded backend: a page's detection is one big run over every core; recognition
+    # and orientation are many small runs, faster side by side on one thread each than one after
+    # the other on all of them. Triton's `intra_op_thread_count` applies to CPU instances.
+    instances: int = 1
+    intra_op_threads: int = 0
 
 
 # Detection inputs differ in H and W from image to image: Triton batches only equal shapes, so
@@ -87,9 +93,11 @@ KIND_DEFAULTS = {
     "det": KindDefaults(max_batch_size=4, preferred_batch_sizes=(1, 2, 4), max_queue_delay_us=1000,
                         queue=QueuePolicy(max_queue_size=16, default_timeout_us=DEFAULT_QUEUE_TIMEOUT_US)),
     "rec": KindDefaults(max_batch_size=32, preferred_batch_sizes=(8, 16, 32), max_queue_delay_us=2000,
-                        queue=QueuePolicy(max_queue_size=128, default_timeout_us=DEFAULT_QUEUE_TIMEOUT_US)),
+                        queue=QueuePolicy(max_queue_size=128, default_timeout_us=DEFAULT_QUEUE_TIMEOUT_US),
+                        instances=2, intra_op_threads=1),
     "cls": KindDefaults(max_batch_size=32, preferred_batch_sizes=(8, 16, 32), max_queue_delay_us=2000,
-                        queue=QueuePolicy(max_queue_size=128, default_timeout_us=DEFAULT_QUEUE_TIMEOUT_US)),
+                        queue=QueuePolicy(max_queue_size=128, default_timeout_us=DEFAULT_QUEUE_TIMEOUT_US),
+                        instances=2, intra_op_threads=1),
 }
 
 # Detection resizes both sides to multiples of 32 (stages/detection.py).
@@ -390,16 +398,26 @@ def render(name: str, kind: str, inputs: list[TensorDecl], outputs: list[TensorD
         f"  max_queue_delay_microseconds: {d.max_queue_delay_us}\n"
         + _queue_block(queue)
         + "}\n"
-        "# KIND_AUTO: one instance on each GPU when the server has GPUs (the production case), on the\n"
-        "# CPU otherwise. Use KIND_GPU to refuse to load without a GPU, KIND_CPU to pin to the CPU.\n"
-        "instance_group [\n  {\n    count: 1\n    kind: KIND_AUTO\n  }\n]\n"
-        "model_warmup [\n  {\n"
+        "# KIND_AUTO: `count` instances on each GPU when the server has GPUs (the production case), on\n"
+        "# the CPU otherwise. Use KIND_GPU to refuse to load without a GPU, KIND_CPU to pin to the CPU.\n"
+        + _instances_block(d)
+        + "model_warmup [\n  {\n"
         f'    name: "zeros_{h}x{w}"\n'
         f"    batch_size: {WARMUP_BATCH[kind]}\n"
         + warm_inputs
         + "  }\n]\n"
         + _gpu_block(kind, inputs, inference_yml, d, options)
     )
+
+
+def _instances_block(d: KindDefaults) -> str:
+    out = ""
+    if d.intra_op_threads:
+        out += ("# Small runs side by side: each CPU instance runs onnxruntime on "
+                f"{d.intra_op_threads} intra-op thread(s); on a CPU\n"
+                "# node, raise `count` towards its cores.\n"
+                f'parameters {{ key: "intra_op_thread_count" value: {{ string_value: "{d.intra_op_threads}" }} }}\n')
+    return out + f"instance_group [\n  {{\n    count: {d.instances}\n    kind: KIND_AUTO\n  }}\n]\n"
 
 
 def render_for_model(name: str, kind: str, model: str | Path | BinaryIO | bytes, inference_yml: dict | None = None,

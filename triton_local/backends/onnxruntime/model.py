@@ -25,7 +25,11 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(os.environ.get("STANDIN_ORT_THREADS", "0"))
+        # like the native backend: the config's `intra_op_thread_count` (0 or none: onnxruntime's
+        # default); STANDIN_ORT_THREADS overrides it for experiments
+        params = config.get("parameters", {})
+        threads = params.get("intra_op_thread_count", {}).get("string_value", "0")
+        opts.intra_op_num_threads = int(os.environ.get("STANDIN_ORT_THREADS", threads))
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
