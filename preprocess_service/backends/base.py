@@ -7,10 +7,13 @@ pre/post-processing shared by all backends cannot drift apart.
 from __future__ import annotations
 
 import abc
+import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..errors import DeadlineExceeded
 
 # The request's deadline, as a time.monotonic() value (None: no deadline but the backend's own
 # per-call timeout). Set by whoever starts a request's work, read by every backend's run(): a
@@ -18,6 +21,13 @@ import numpy as np
 # left as the request's queue timeout, so work nobody waits for any more is never run. Tasks
 # copy it when they are created: set it before creating the request's task.
 request_deadline: ContextVar[float | None] = ContextVar("request_deadline", default=None)
+
+
+def check_deadline(deadline: float | None, model: str) -> None:
+    """Raise ``DeadlineExceeded`` when ``deadline`` (a ``request_deadline`` value) has passed:
+    an in-process backend checks before queueing a run and again when a thread takes it."""
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineExceeded(f"the request's deadline passed before model {model} ran")
 
 
 @dataclass(frozen=True)

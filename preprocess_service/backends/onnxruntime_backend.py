@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +12,8 @@ from typing import Literal
 import numpy as np
 import onnxruntime as ort
 
-from ..errors import DeadlineExceeded
 from ..model_spec import model_file
-from .base import InferenceBackend, ModelIO, request_deadline
+from .base import InferenceBackend, ModelIO, check_deadline, request_deadline
 
 log = logging.getLogger(__name__)
 
@@ -173,11 +171,11 @@ class OnnxRuntimeBackend(InferenceBackend):
         sess = self._sessions[model]
         outputs = list(outputs or self._io[model].outputs)
         deadline = request_deadline.get()
-        _check_deadline(deadline, model)
+        check_deadline(deadline, model)
         loop = asyncio.get_running_loop()
 
         def job() -> list:
-            _check_deadline(deadline, model)  # waited for a thread past the deadline: do not run
+            check_deadline(deadline, model)  # waited for a thread past the deadline: do not run
             return sess.run(outputs, inputs)
 
         result = await loop.run_in_executor(self._executor, job)
@@ -192,8 +190,3 @@ class OnnxRuntimeBackend(InferenceBackend):
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._sessions.clear()
-
-
-def _check_deadline(deadline: float | None, model: str) -> None:
-    if deadline is not None and time.monotonic() >= deadline:
-        raise DeadlineExceeded(f"the request's deadline passed before model {model} ran")

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +33,8 @@ from typing import Any, Literal
 import numpy as np
 import openvino as ov
 
-from ..errors import DeadlineExceeded
 from ..model_spec import model_file
-from .base import InferenceBackend, ModelIO, request_deadline
+from .base import InferenceBackend, ModelIO, check_deadline, request_deadline
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +163,10 @@ class OpenVinoBackend(InferenceBackend):
         m = self._models[model]
         wanted = list(outputs or m.io.outputs)
         deadline = request_deadline.get()
-        _check_deadline(deadline, model)
+        check_deadline(deadline, model)
 
         def job() -> dict[str, np.ndarray]:
-            _check_deadline(deadline, model)  # waited for a free stream past the deadline: do not run
+            check_deadline(deadline, model)  # waited for a free stream past the deadline: do not run
             res = m.request().infer(inputs, share_inputs=True, share_outputs=True)
             return {name: np.array(res[name]) for name in wanted}  # copies: the request's buffers are reused
 
@@ -184,8 +182,3 @@ class OpenVinoBackend(InferenceBackend):
         for m in self._models.values():
             m.executor.shutdown(wait=False, cancel_futures=True)
         self._models.clear()
-
-
-def _check_deadline(deadline: float | None, model: str) -> None:
-    if deadline is not None and time.monotonic() >= deadline:
-        raise DeadlineExceeded(f"the request's deadline passed before model {model} ran")
