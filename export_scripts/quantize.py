@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import io
@@ -282,22 +283,24 @@ def pre_process(float_model: bytes, path: Path) -> None:
     quant_pre_process(str(src), str(path), skip_symbolic_shape=True)  # sympy is not a dependency
 
 
+@contextlib.contextmanager
+def _root_logger_at(level: int) -> Iterator[None]:
+    """The root logger at ``level`` for the block only (the quantiser's advice and progress)."""
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(level)
+    try:
+        yield
+    finally:
+        root.setLevel(before)
+
+
 def quantize_bytes(float_model: bytes, recipe: Recipe, ranges: dict[str, list[float]]) -> bytes:
     """The published float model quantised (QDQ, no heads) with the given activation ranges."""
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # the quantiser's advice and progress, for this call only
-    try:
-        return _quantize_bytes(float_model, recipe, ranges, onnx, QuantFormat, QuantType, quantize_static)
-    finally:
-        root.setLevel(level)
-
-
-def _quantize_bytes(float_model, recipe, ranges, onnx, QuantFormat, QuantType, quantize_static) -> bytes:  # noqa: N803
-    with tempfile.TemporaryDirectory(prefix="ocr-int8-") as tmp:
+    with _root_logger_at(logging.ERROR), tempfile.TemporaryDirectory(prefix="ocr-int8-") as tmp:
         pre, out, cache = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx", Path(tmp) / "ranges.json"
         pre_process(float_model, pre)
         _ort_cache(ranges, recipe, cache)
