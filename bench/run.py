@@ -500,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
     items = [it for it in load(args.eval_dir) if not args.images or it.name in args.images]
     results = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
                "images": {it.name: list(it.size) for it in items}, "concurrency": args.concurrency,
-               "rounds": args.rounds, "models": [DET, REC], "model_sets": {"ours": DEFAULT_MODEL_SET, "floor": FLOOR_MODEL_SET},
+               "rounds": args.rounds, "models": [DET, REC],  # the peers' (published float) models
+               "model_sets": {"ours": DEFAULT_MODEL_SET, "floor": FLOOR_MODEL_SET},
                "systems": {}}
     with tempfile.TemporaryDirectory(prefix="ocr-bench-") as tmp:
         work = Path(tmp)

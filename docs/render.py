@@ -170,8 +170,10 @@ def headline(a: Artifacts) -> str:
 def bench_setup(a: Artifacts) -> str:
     b = a["bench.json"]
     return (f"Measured {b['date'][:10]} on {machine(b['machine'])}: {len(b['images'])} images x {b['rounds']} "
-            f"pass(es) per concurrency level ({', '.join(map(str, b['concurrency']))}), models "
-            f"{', '.join(b['models'])}; `make bench`, artifact `docs/artifacts/bench.json`.\n")
+            f"pass(es) per concurrency level ({', '.join(map(str, b['concurrency']))}), "
+            + (f"model sets: ours `{b['model_sets']['ours']}`, the floor `{b['model_sets']['floor']}`; the peers "
+               f"the published {', '.join(b['models'])}" if "model_sets" in b else f"models {', '.join(b['models'])}")
+            + "; `make bench`, artifact `docs/artifacts/bench.json`.\n")
 
 
 def bench_table(a: Artifacts) -> str:
