@@ -1,7 +1,8 @@
 """Our service's speed levers, measured one at a time against the same baseline.
 
 Part 1, over HTTP: the embedded service is started once per variant, each variant changing one
-setting from the defaults, and driven with the benchmark's images at concurrency 1 and 4
+setting from the float32 set's (BASE_ENV; the INT8 levers, the default among them, against the
+float models they were quantised from), and driven with the benchmark's images at concurrency 1 and 4
 (images/s, p50, peak RSS, CER), so every lever is judged on speed *and* accuracy.
 
 Part 2, in-process micro-measurements of the per-request glue, over the same images:
@@ -10,7 +11,7 @@ imdecode), response JSON (orjson vs json vs pydantic), and the detection pre-pro
 
     .venv/bin/python -m bench.levers [--variants NAME ...] [--images ...]
 
-Prints two tables and writes bench/levers.json.
+Prints two tables and writes docs/artifacts/levers.json (with the command that wrote it).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -34,8 +36,11 @@ from evaluation import EVAL_DIR
 from preprocess_service.imaging import decode_image
 from preprocess_service.settings import PROJECT_ROOT
 
+# every variant runs the float32 set unless it names its own: the INT8 levers (and the INT8
+# default, "det + rec int8") are measured against the float models they were quantised from
+BASE_ENV = {"OCR_MODEL_SET": "ppocrv6_small"}
 VARIANTS: dict[str, dict[str, str]] = {
-    "baseline (defaults)": {},
+    "baseline (float32 set)": {},
     "det limit 1280 (old default)": {"OCR_DET_LIMIT_SIDE_LEN": "1280"},
     "det limit 736": {"OCR_DET_LIMIT_SIDE_LEN": "736"},
     "det limit 1920": {"OCR_DET_LIMIT_SIDE_LEN": "1920"},
@@ -54,7 +59,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     # static INT8 (QDQ) models of `make int8` (export_scripts/quantize.py; figures in docs/artifacts/int8.json)
     "det int8": {"OCR_DET_MODEL": "ppocrv6_small_det_int8"},
     "rec int8": {"OCR_REC_MODEL": "ppocrv6_small_rec_int8"},
-    "det + rec int8": {"OCR_DET_MODEL": "ppocrv6_small_det_int8", "OCR_REC_MODEL": "ppocrv6_small_rec_int8"},
+    "det + rec int8": {"OCR_MODEL_SET": "ppocrv6_small_int8"},  # the default set
     # smaller inputs: recognition padded to faster-paddle's 96 px floor instead of the model's 320,
     # detection's up-scaling floor for small images halved
     "rec min width 96": {"OCR_REC_MIN_WIDTH": "96"},
@@ -71,7 +76,7 @@ def http_levers(items, variants: list[str], work: Path, answers_out: dict) -> di
     out = {}
     for i, name in enumerate(variants):
         print(f"{name}:", flush=True)
-        target = start_ours(work, "onnxruntime", VARIANTS[name])
+        target = start_ours(work, "onnxruntime", {**BASE_ENV, **VARIANTS[name]})
         try:
             out[name] = bench_http(name[:12], target, items, [1, 4], 1, answers_out if i == 0 else None)
         finally:
@@ -137,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         http = http_levers(items, args.variants, Path(tmp), answers)
     print("micro-measurements:", flush=True)
     micro = micro_levers(items, answers)
-    result = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), "images": len(items),
+    command = "python -m bench.levers" + "".join(f" {a}" if a.startswith("--") else f" {json.dumps(a)}"
+                                                 for a in (sys.argv[1:] if argv is None else argv))
+    result = {"command": command, "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
+              "images": len(items), "base_env": BASE_ENV,
               "http": http, "micro_ms_per_pass": micro}
     args.out.write_text(json.dumps(result, indent=1), encoding="utf-8")
     base = http[args.variants[0]]

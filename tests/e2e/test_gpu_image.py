@@ -131,7 +131,7 @@ def test_the_variant_argument_picks_the_final_stage_and_the_gpu_defaults():
     settings = Settings(api_tokens=["x" * 16], ort_providers=env["OCR_ORT_PROVIDERS"],
                         ort_allow_cpu_fallback=env["OCR_ORT_ALLOW_CPU_FALLBACK"], model_set=env["OCR_MODEL_SET"])
     # the float models on the GPU; the CPU image keeps the INT8 default, which its build quantises
-    assert settings.model_names["rec"] == "ppocrv6_small_rec" and Settings(api_tokens=["x" * 16]).model_set.endswith("_int8rec")
+    assert settings.model_names["rec"] == "ppocrv6_small_rec" and Settings(api_tokens=["x" * 16]).model_set.endswith("_int8")
     assert "OCR_MODEL_SET" not in str(st["runtime"]) + str(st["runtime-cpu"])
     [models] = [rest for k, rest in st["build"] if k == "RUN" and "export_scripts.fetch_models" in rest]
     assert models.index("export_scripts.fetch_models") < models.index("export_scripts.quantize")

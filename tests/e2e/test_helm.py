@@ -993,10 +993,13 @@ def test_the_gpu_values_refuse_what_cannot_work(args, message):
 
 
 @pytest.mark.parametrize("args, model_set, triton_models", [
-    ([], "ppocrv6_small_int8rec", None),  # the embedded default on CPUs: the INT8 set
+    ([], "ppocrv6_small_int8", None),  # the embedded default on CPUs: the INT8 set
     (["--set", "gpu.enabled=true"], "ppocrv6_small", None),  # embedded on GPUs: the float set
     (["--set", "backend=triton"], "ppocrv6_small", "ppocrv6_small_rec"),  # Triton with GPUs (triton.gpus 1)
-    (["--set", "backend=triton", "--set", "triton.gpus=0"], "ppocrv6_small_int8rec", "ppocrv6_small_rec_int8"),
+    (["--set", "backend=triton", "--set", "triton.gpus=0"], "ppocrv6_small_int8", "ppocrv6_small_det_int8"),
+    (["--set", "gpu.enabled=true", "--set", "config.modelSet=ppocrv6_small_int8rec"], "ppocrv6_small", None),
+    (["--set", "backend=triton", "--set", "triton.gpus=0", "--set", "config.modelSet=ppocrv6_small_int8rec"],
+     "ppocrv6_small_int8rec", "ppocrv6_small_det"),
     (["--set", "gpu.enabled=true", "--set", "config.modelSet=ppocrv6_tiny"], "ppocrv6_tiny", None),  # as asked
 ])
 def test_the_int8_default_is_for_cpus(args, model_set, triton_models):
@@ -1007,4 +1010,4 @@ def test_the_int8_default_is_for_cpus(args, model_set, triton_models):
     if triton_models:
         args_ = named(docs, "Deployment", "rel-ocr-service-triton")["spec"]["template"]["spec"]["containers"][0]["args"]
         loaded = [a.split("=", 1)[1] for a in args_ if a.startswith("--load-model=")]
-        assert triton_models in loaded and ("ppocrv6_small_rec_int8" in loaded) == model_set.endswith("_int8rec")
+        assert triton_models in loaded and ("ppocrv6_small_rec_int8" in loaded) == ("_int8" in model_set)

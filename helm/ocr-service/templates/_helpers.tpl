@@ -247,16 +247,17 @@ true
 {{- printf "%s-triton-metrics" (include "ocr.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* The model set in use: the INT8 default is for CPUs, so where the models run on GPUs (gpu.enabled,
-or backend triton with triton.gpus > 0) it becomes the float set it was quantised from. */}}
+{{/* The model set in use: the INT8 sets (the default among them) are for CPUs, so where the models run
+on GPUs (gpu.enabled, or backend triton with triton.gpus > 0) they become the float set they were
+quantised from. */}}
 {{- define "ocr.modelSet" -}}
 {{- $onGpu := or (and (eq .Values.backend "embedded") .Values.gpu.enabled) (and (eq .Values.backend "triton") (gt (int .Values.triton.gpus) 0)) -}}
-{{- if and $onGpu (eq .Values.config.modelSet "ppocrv6_small_int8rec") -}}ppocrv6_small{{- else -}}{{ .Values.config.modelSet }}{{- end -}}
+{{- if and $onGpu (has .Values.config.modelSet (list "ppocrv6_small_int8" "ppocrv6_small_int8rec")) -}}ppocrv6_small{{- else -}}{{ .Values.config.modelSet }}{{- end -}}
 {{- end }}
 
 {{/* The models each model set loads on Triton. */}}
 {{- define "ocr.tritonModels" -}}
-{{- $models := dict "ppocrv6_small_int8rec" (list "ppocrv6_small_det" "ppocrv6_small_rec_int8" "ppocr_textline_cls") "ppocrv6_small" (list "ppocrv6_small_det" "ppocrv6_small_rec" "ppocr_textline_cls") "ppocrv6_tiny" (list "ppocrv6_tiny_det" "ppocrv6_tiny_rec" "ppocr_textline_cls") "ppocrv5_mobile" (list "ppocrv5_mobile_det" "ppocrv5_mobile_rec" "ppocr_textline_cls") -}}
+{{- $models := dict "ppocrv6_small_int8" (list "ppocrv6_small_det_int8" "ppocrv6_small_rec_int8" "ppocr_textline_cls") "ppocrv6_small_int8rec" (list "ppocrv6_small_det" "ppocrv6_small_rec_int8" "ppocr_textline_cls") "ppocrv6_small" (list "ppocrv6_small_det" "ppocrv6_small_rec" "ppocr_textline_cls") "ppocrv6_tiny" (list "ppocrv6_tiny_det" "ppocrv6_tiny_rec" "ppocr_textline_cls") "ppocrv5_mobile" (list "ppocrv5_mobile_det" "ppocrv5_mobile_rec" "ppocr_textline_cls") -}}
 {{- toYaml (get $models (include "ocr.modelSet" .)) -}}
 {{- end }}
 
