@@ -225,8 +225,8 @@ docs-check:
 hostile: setup
 	HOSTILE_ARTIFACT=docs/artifacts/hostile.json $(PY) -m pytest -q -p no:cacheprovider tests/e2e/test_hostile.py
 
-# Static INT8 (QDQ) models for CPU, a speed lever (export_scripts/quantize.py): the folders
-# model_repository/ppocrv6_small_{det,rec}_int8 (OCR_DET_MODEL / OCR_REC_MODEL), quantised from the
+# Static INT8 (QDQ) models for CPU, the default model set's (export_scripts/quantize.py): the folders
+# model_repository/ppocrv6_small_{det,rec}_int8 (OCR_MODEL_SET=ppocrv6_small_int8), quantised from the
 # published float models with the committed activation ranges (export_scripts/int8_ranges),
 # sha256-pinned; seconds. Figures: python -m export_scripts.quantize --measure (docs/artifacts/int8.json).
 int8: setup

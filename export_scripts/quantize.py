@@ -1,7 +1,8 @@
 """Static INT8 (QDQ) quantisation of the PP-OCRv6 small detection and recognition models.
 
 A CPU speed lever, served exactly like the float models: each result is an extra folder of the
-model repository, selected with ``OCR_DET_MODEL`` / ``OCR_REC_MODEL``::
+model repository, used by the default model set ``ppocrv6_small_int8`` (``ppocrv6_small_int8rec``:
+recognition only; or one by one with ``OCR_DET_MODEL`` / ``OCR_REC_MODEL``)::
 
     model_repository/ppocrv6_small_det_int8/{1/model.onnx, inference.yml, config.pbtxt}
     model_repository/ppocrv6_small_rec_int8/{1/model.onnx, inference.yml, config.pbtxt}
@@ -14,8 +15,9 @@ How a folder is made (``make int8``, i.e. ``python -m export_scripts.quantize``;
 2. ``quant_pre_process`` (onnx shape inference and onnxruntime's basic graph optimisation: folds
    batch norms into convolutions, so they quantise as one; no symbolic shape inference, sympy is
    not a dependency);
-3. ``quantize_static``: QDQ format, uint8 activations (asymmetric) and int8 weights per output
-   channel, what onnxruntime's CPU kernels (MLAS, u8s8) run fastest; weights at 7 bits
+3. ``quantize_static``: QDQ format, uint8 activations (asymmetric) and int8 weights, per output
+   channel for recognition and per tensor for detection (``Recipe.per_channel``, see ``TARGETS``),
+   what onnxruntime's CPU kernels (MLAS, u8s8) run fastest; weights at 7 bits
    (``reduce_range``) so that CPUs without VNNI cannot saturate the u8s8 16-bit pair sums (the
    chosen models meet the adoption rule with them; VNNI CPUs run the same kernels either way);
    the nodes of ``Recipe.exclude`` stay float (see ``TARGETS``);
