@@ -2,9 +2,9 @@
 what is real there: everything but Triton's C++ onnxruntime backend).
 
 A Triton of its own over a temporary repository: ppocrv6_small_det/rec (and the classifier)
-with their configs written by the generator with a queue of ONE request and a short default
-timeout. A long detection run (a big page) keeps the one model instance busy while other
-calls arrive:
+with their configs written by the generator with ONE instance per model, a queue of ONE request
+and a short default timeout. A long detection run (a big page) keeps the one model instance
+busy while other calls arrive:
 
 * beyond the queue's one place, a call is refused at once: 503 ``overloaded`` with Retry-After,
   well under its deadline, and Triton never runs it;
@@ -55,8 +55,8 @@ def queue_triton(tmp_path_factory, repository):
         (repo / name / "1").mkdir(parents=True)
         (repo / name / "1" / "model.onnx").symlink_to(repository / name / "1" / "model.onnx")
         shutil.copy(repository / name / "inference.yml", repo / name)
-        text = tc.render_folder(repo / name, MODELS[name].kind, tc.ConfigOptions(queue=QUEUE))
-        assert "max_queue_size: 1\n" in text and "default_timeout_microseconds: 2000000\n" in text
+        text = tc.render_folder(repo / name, MODELS[name].kind, tc.ConfigOptions(queue=QUEUE, instances=1))
+        assert "count: 1\n" in text and "max_queue_size: 1\n" in text and "default_timeout_microseconds: 2000000\n" in text
         (repo / name / "config.pbtxt").write_text(text)
     server = LocalTriton(TRITON_VENV, work, repository=repo, http_port=free_port(), grpc_port=free_port(),
                          metrics_port=free_port(), models=[DET, REC, CLS])

@@ -94,6 +94,16 @@ def test_queue_policy_per_kind_and_as_parameter(repository):
         tc.QueuePolicy(max_queue_size=1, default_timeout_us=0)
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_instances_side_by_side_on_one_thread_each(repository, name):
+    """Every model: two instances of one onnxruntime thread each on a CPU (Triton's
+    intra_op_thread_count), `count` per GPU on a GPU; an operator's count overrides it."""
+    cfg = parse((repository / name / "config.pbtxt").read_text())
+    assert [(g.count, g.kind) for g in cfg.instance_group] == [(2, PB.ModelInstanceGroup.KIND_AUTO)]
+    assert cfg.parameters["intra_op_thread_count"].string_value == "1"
+    assert [g.count for g in parse(_render(repository, name, tc.ConfigOptions(instances=6))).instance_group] == [6]
+
+
 def test_committed_configs_are_generated_not_hand_written(repository, capsys):
     assert tc.main(["--repository", str(repository), "--check"]) == 0
     assert "0 config(s) differ" in capsys.readouterr().out
