@@ -50,6 +50,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     "rec width multiple 320": {"OCR_REC_WIDTH_MULTIPLE": "320"},
     "rec min width 0 (no padding to 320)": {"OCR_REC_MIN_WIDTH": "0"},
     "1 worker x 2 intra-op threads (old default)": {"OCR_ORT_INFERENCE_WORKERS": "1"},
+    "det on all cores under load too (old default)": {"OCR_ORT_DET_BUSY_INTRA_OP_THREADS": "2"},
     "2 workers x 2 intra-op threads": {"OCR_ORT_INTRA_OP_THREADS": "2"},
     "graph optimization basic": {"OCR_ORT_GRAPH_OPTIMIZATION": "basic"},
     "cpu memory arena on (old default)": {"OCR_ORT_CPU_MEM_ARENA": "true"},

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     ort_det_intra_op_threads: int = Field(
         default=0, ge=0, description="threads of a detection run (0: all usable cores: one big run per image)"
     )
+    ort_det_busy_intra_op_threads: int = Field(
+        default=0, ge=0, description="threads of a detection run that starts while other model runs are in "
+        "progress (0: OCR_ORT_INTRA_OP_THREADS's share of the cores)"
+    )
     ort_allow_cpu_fallback: bool = Field(
         default=False, description="serve on CPU when the GPU provider asked for is not there (else: refuse to start)"
     )
@@ -257,6 +261,13 @@ class Settings(BaseSettings):
     @property
     def det_intra_op_threads(self) -> int:
         return self.ort_det_intra_op_threads or self.worker_cores
+
+    @property
+    def det_busy_intra_op_threads(self) -> int:
+        """A detection run that starts while others are in progress shares the cores with them
+        instead of spreading over all of them (bench/levers.py: more pages per second under load,
+        the same latency alone)."""
+        return self.ort_det_busy_intra_op_threads or self.intra_op_threads
 
 
 def cgroup_memory_limit_mib() -> int | None:

@@ -21,6 +21,7 @@ def create_backend(settings: Settings) -> InferenceBackend:
             inter_op_threads=settings.ort_inter_op_threads,
             allow_cpu_fallback=settings.ort_allow_cpu_fallback,
             model_intra_op_threads={settings.model_names["det"]: settings.det_intra_op_threads},
+            busy_intra_op_threads={settings.model_names["det"]: settings.det_busy_intra_op_threads},
             cuda_options=CudaOptions.from_settings(settings),
         )
     if settings.backend == "triton":

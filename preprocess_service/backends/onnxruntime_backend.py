@@ -92,7 +92,8 @@ class OnnxRuntimeBackend(InferenceBackend):
     def __init__(self, repository: Path, providers: list[str], intra_op_threads: int, workers: int = 1,
                  graph_optimization: str = "all", cpu_mem_arena: bool = False, execution_mode: str = "sequential",
                  inter_op_threads: int = 1, allow_cpu_fallback: bool = False,
-                 model_intra_op_threads: dict[str, int] | None = None, cuda_options: CudaOptions | None = None):
+                 model_intra_op_threads: dict[str, int] | None = None, cuda_options: CudaOptions | None = None,
+                 busy_intra_op_threads: dict[str, int] | None = None):
         self._repository = Path(repository)
         self._providers = providers
         self._intra = intra_op_threads
@@ -102,16 +103,26 @@ class OnnxRuntimeBackend(InferenceBackend):
         self._execution_mode = EXECUTION_MODE[execution_mode]
         self._allow_fallback = allow_cpu_fallback
         self._model_intra = dict(model_intra_op_threads or {})
+        self._busy_intra = dict(busy_intra_op_threads or {})
         self._cuda = cuda_options or CudaOptions()
         self._sessions: dict[str, ort.InferenceSession] = {}
+        # A model with its own thread count (detection: all cores, one big run per image) gets a
+        # second CPU session on the busy count, used by runs that start while others are in
+        # progress: then the cores are shared rather than oversubscribed. _in_progress counts the
+        # runs submitted and not yet finished (changed on the event loop only).
+        self._busy_sessions: dict[str, ort.InferenceSession] = {}
+        self._in_progress = 0
         self._io: dict[str, ModelIO] = {}
         # Model runs happen on these threads, off the event loop; workers x intra-op threads is
         # the core count, so the cores stay busy without being oversubscribed.
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ort")
 
-    def _options(self, model: str) -> ort.SessionOptions:
+    def _threads(self, model: str) -> int:
+        return self._model_intra.get(model, self._intra)
+
+    def _options(self, model: str, threads: int | None = None) -> ort.SessionOptions:
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self._model_intra.get(model, self._intra)
+        opts.intra_op_num_threads = threads or self._threads(model)
         opts.inter_op_num_threads = self._inter
         opts.execution_mode = self._execution_mode
         opts.graph_optimization_level = self._graph_optimization
@@ -148,6 +159,9 @@ class OnnxRuntimeBackend(InferenceBackend):
                 model, self._providers[0], got,
             )
         self._sessions[model] = sess
+        busy = self._busy_intra.get(model)
+        if got == "CPUExecutionProvider" and busy and busy != self._threads(model):
+            self._busy_sessions[model] = ort.InferenceSession(str(path), self._options(model, busy), providers=providers)
         self._io[model] = ModelIO(
             inputs=tuple(i.name for i in sess.get_inputs()),
             outputs=tuple(o.name for o in sess.get_outputs()),
@@ -167,8 +181,14 @@ class OnnxRuntimeBackend(InferenceBackend):
     def io(self, model: str) -> ModelIO:
         return self._io[model]
 
+    def _session(self, model: str) -> ort.InferenceSession:
+        """The session of a run that starts now: the busy-count one while other runs are in progress."""
+        if self._in_progress and model in self._busy_sessions:
+            return self._busy_sessions[model]
+        return self._sessions[model]
+
     async def run(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        sess = self._sessions[model]
+        sess = self._session(model)
         outputs = list(outputs or self._io[model].outputs)
         deadline = request_deadline.get()
         check_deadline(deadline, model)
@@ -178,7 +198,11 @@ class OnnxRuntimeBackend(InferenceBackend):
             check_deadline(deadline, model)  # waited for a thread past the deadline: do not run
             return sess.run(outputs, inputs)
 
-        result = await loop.run_in_executor(self._executor, job)
+        self._in_progress += 1
+        try:
+            result = await loop.run_in_executor(self._executor, job)
+        finally:
+            self._in_progress -= 1
         return dict(zip(outputs, result))
 
     async def ready(self) -> bool:
@@ -190,3 +214,4 @@ class OnnxRuntimeBackend(InferenceBackend):
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._sessions.clear()
+        self._busy_sessions.clear()

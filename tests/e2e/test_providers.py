@@ -42,6 +42,53 @@ def test_thread_split_follows_the_usable_cores():
     assert Settings(api_tokens=["x"], ort_intra_op_threads=3).intra_op_threads == 3
     assert s.det_intra_op_threads == cores  # one detection run per image uses every core
     assert Settings(api_tokens=["x"], ort_det_intra_op_threads=1).det_intra_op_threads == 1
+    assert s.det_busy_intra_op_threads == s.intra_op_threads  # under load: its share, like the others
+    assert Settings(api_tokens=["x"], ort_det_busy_intra_op_threads=3).det_busy_intra_op_threads == 3
+
+
+def test_detection_alone_spreads_over_the_cores_and_shares_them_under_load(repository):
+    """The real detection model: a run that starts alone takes the all-core session; one that
+    starts while another run is in progress takes the session of the busy thread count, and
+    both read the same map. With the busy count equal to the detection count there is one session."""
+    import asyncio
+
+    import numpy as np
+
+    from preprocess_service.backends import create_backend
+
+    s = Settings(api_tokens=["x"], ort_det_intra_op_threads=2, ort_det_busy_intra_op_threads=1,
+                 ort_inference_workers=2, model_repository=repository)
+    det = s.model_names["det"]
+    backend = create_backend(s)
+    seen: list[int] = []
+
+    async def go():
+        await backend.load([det])
+        wide, narrow = backend._sessions[det], backend._busy_sessions[det]
+        io = backend.io(det)
+        page = {io.inputs[0]: np.random.default_rng(0).integers(0, 255, (1, 320, 320, 3), np.uint8)}
+        real_session = backend._session
+
+        def spy(model):
+            got = real_session(model)
+            seen.append(got.get_session_options().intra_op_num_threads)
+            return got
+
+        backend._session = spy
+        alone = await backend.run(det, page)
+        together = await asyncio.gather(backend.run(det, page), backend.run(det, page))
+        assert wide is not narrow
+        return alone, together
+
+    alone, together = asyncio.run(go())
+    assert seen == [2, 2, 1]  # alone: all cores; the second of two at once: its share
+    for out in together:
+        for name, arr in alone.items():
+            np.testing.assert_allclose(out[name], arr, atol=1e-5)
+    same = create_backend(Settings(api_tokens=["x"], ort_det_intra_op_threads=1, ort_det_busy_intra_op_threads=1,
+                                   model_repository=repository))
+    asyncio.run(same.load([det]))
+    assert det in same._sessions and not same._busy_sessions
 
 
 def test_cgroup_cpu_limit_caps_the_cores(monkeypatch, tmp_path):

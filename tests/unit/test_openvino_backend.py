@@ -143,7 +143,7 @@ def test_the_request_deadline_is_honoured(pipelines, images):
 
 def test_settings_become_compile_properties(repository):
     settings = Settings(api_tokens="x", backend="openvino", ov_performance_hint="THROUGHPUT", ov_num_streams=2,
-                        ov_inference_threads=2, ov_cache_dir=None)
+                        ov_inference_threads=2, ov_cache_dir=None, model_set="ppocrv6_small")
     opts = OpenVinoOptions.from_settings(settings)
     assert opts.properties() == {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": 2, "INFERENCE_NUM_THREADS": 2,
                                  "CPU_RUNTIME_CACHE_CAPACITY": 0, "ENABLE_CPU_PINNING": False,
