@@ -132,7 +132,7 @@ class Target:
     proxy: CountingProxy | None = None  # between the service and Triton, for ours-triton
 
 
-def start_ours(work: Path, backend: str, extra_env: dict[str, str] | None = None, proxy_hop: bool = True) -> Target:
+def start_ours(work: Path, backend: str, extra_env: dict[str, str] | None = None) -> Target:
     token = secrets.token_urlsafe(16)
     env = {"OCR_API_TOKENS": token, "OCR_LOG_LEVEL": "warning", **(extra_env or {})}
     triton = proxy = None
@@ -144,8 +144,8 @@ def start_ours(work: Path, backend: str, extra_env: dict[str, str] | None = None
                              log_path=work / "triton.log")
         triton.start()
         # every byte between the service and Triton is counted (bytes per page on the hop)
-        proxy = CountingProxy(triton.http_port).__enter__() if proxy_hop else None
-        env |= {"OCR_BACKEND": "triton", "OCR_TRITON_URL": f"127.0.0.1:{proxy.port if proxy else triton.http_port}"}
+        proxy = CountingProxy(triton.http_port).__enter__()
+        env |= {"OCR_BACKEND": "triton", "OCR_TRITON_URL": f"127.0.0.1:{proxy.port}"}
     srv = LocalServer(env, log_path=work / f"ours-{backend}-{secrets.token_hex(3)}.log").start()
     info = httpx.get(f"{srv.url}/readyz").json()
     if proxy is not None:

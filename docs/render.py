@@ -39,6 +39,7 @@ WRITTEN_BY = {
     "triton-hop.json": "python -m bench.triton_hop",
     "triton-vs-embedded.json": "python -m bench.run --systems ours ours-triton --soak 0 --out "
                                "docs/artifacts/triton-vs-embedded.json",
+    "det-threads.json": "python -m bench.pairs (the command is in the artifact)",
 }
 # a folder beside the repository that a user's clone does not have (spelled so that this file
 # itself does not name it)
@@ -352,6 +353,18 @@ def levers_rule(a: Artifacts) -> str:
                      "keeps accuracy"], rows) + "\n")
 
 
+def pairs_table(a: Artifacts, name: str) -> str:
+    """A bench.pairs artifact: every run of every variant, the medians and their ratios."""
+    p = a[name]
+    rows = [[variant, ", ".join(f"{x:.2f}" for x in v["images_per_s"]), f"{v['median']:.2f}",
+             f"{v['ratio_to_first']:.2f}x", f"{v['cer']:.4f}"] for variant, v in p["variants"].items()]
+    return (f"Measured {p['date'][:10]} on {machine(p['machine'])}, default model set `{p['default_model_set']}`: "
+            f"{p['images']} images at concurrency {p['concurrency']}, the variants taking turns, {p['repeats']} runs "
+            f"each (`{p['command']}`, artifact `docs/artifacts/{name}`).\n\n"
+            + table(["variant", f"img/s c={p['concurrency']}, each run", "median", "median vs first", "CER"], rows)
+            + "\n")
+
+
 def levers_glue(a: Artifacts) -> str:
     micro = a["levers.json"]["micro_ms_per_pass"]
     b = a["bench.json"]
@@ -447,6 +460,7 @@ REGIONS = {
     "levers-defaults-table": lambda a: levers_table(a, "levers-defaults.json"),
     "levers-defaults-cer": lambda a: levers_cer(a, "levers-defaults.json"),
     "levers-glue": levers_glue,
+    "det-threads": lambda a: pairs_table(a, "det-threads.json"),
     "api-example": api_example,
     "api-example-paddlex": api_example_paddlex,
     "hostile-table": hostile_table,

@@ -181,3 +181,34 @@ def test_floor_replays_exactly_the_pipelines_model_calls(repository):
     assert list(rec_inputs) == ["x", "valid_width"]  # the uint8 input head (export_scripts/input_head.py)
     tensor = rec_inputs["x"]
     assert tensor.shape[0] == 2 and tensor.dtype == np.uint8 and tensor.shape[3] == 3
+
+
+def test_pairs_parses_variants_and_refuses_what_it_cannot_run():
+    from bench.pairs import parse_variant
+
+    assert parse_variant("a=onnxruntime") == ("a", "onnxruntime", {})
+    assert parse_variant("b=triton,OCR_REC_BATCH_SIZE=4,OCR_X=a=b") == ("b", "triton", {"OCR_REC_BATCH_SIZE": "4",
+                                                                                       "OCR_X": "a=b"})
+    import argparse
+
+    for bad in ("onnxruntime", "a=openvino2", "a=onnxruntime,REC=1", "a=onnxruntime,OCR_X"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_variant(bad)
+
+
+def test_pairs_runs_variants_interleaved_and_writes_medians(tmp_path, eval_dir):
+    """Two real services, one repeat each on one rendered label: the artifact has every run, the
+    medians, the ratios to the first and the command; a setting reaches the service (the
+    recognition score threshold at 1.0 drops every line: CER 1)."""
+    from bench import pairs
+
+    out = tmp_path / "pairs.json"
+    assert pairs.main(["--repeats", "1", "--images", "label_m.png", "--eval-dir", str(eval_dir), "--out", str(out),
+                       "default=onnxruntime", "drop all=onnxruntime,OCR_REC_SCORE_THRESH=1.0"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["command"].startswith("python -m bench.pairs --repeats 1") and doc["images"] == 1
+    a, b = doc["variants"]["default"], doc["variants"]["drop all"]
+    assert len(a["images_per_s"]) == len(b["images_per_s"]) == 1 and a["images_per_s"][0] > 0
+    assert a["ratio_to_first"] == 1.0 and b["settings"] == {"OCR_REC_SCORE_THRESH": "1.0"}
+    assert a["cer"] == 0.0 and b["cer"] == 1.0
+
