@@ -73,11 +73,12 @@ class KindDefaults:
     # Instances and onnxruntime intra-op threads per instance (0: onnxruntime's default, all cores).
     # Every kind runs side by side on one thread per instance: several requests are in Triton at
     # once, and one detection run over all cores left cores idle between runs while the others
-    # waited for its single instance (on 2 cores at concurrency 4: 2.6-2.9 img/s with one
-    # detection instance over both cores, 3.4-3.5 with two of one thread each, against 3.7-3.8
-    # embedded; bench.run ours/ours-triton pairs). Triton's `intra_op_thread_count` applies to
-    # CPU instances; GPU instances are `count` per GPU.
-    instances: int = 2
+    # waited for its single instance. On 2 cores at concurrency 4 (bench.pairs, embedded against
+    # ours-triton, interleaved): one detection instance over both cores 2.6-2.9 img/s; two
+    # single-thread instances per model 0.81-0.88x the embedded median; three 1.13x (the
+    # docs/artifacts/triton-vs-embedded.json run is the committed one). Triton's
+    # `intra_op_thread_count` applies to CPU instances; GPU instances are `count` per GPU.
+    instances: int = 3
     intra_op_threads: int = 1
 
 

@@ -96,10 +96,10 @@ def test_queue_policy_per_kind_and_as_parameter(repository):
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_instances_side_by_side_on_one_thread_each(repository, name):
-    """Every model: two instances of one onnxruntime thread each on a CPU (Triton's
+    """Every model: three instances of one onnxruntime thread each on a CPU (Triton's
     intra_op_thread_count), `count` per GPU on a GPU; an operator's count overrides it."""
     cfg = parse((repository / name / "config.pbtxt").read_text())
-    assert [(g.count, g.kind) for g in cfg.instance_group] == [(2, PB.ModelInstanceGroup.KIND_AUTO)]
+    assert [(g.count, g.kind) for g in cfg.instance_group] == [(3, PB.ModelInstanceGroup.KIND_AUTO)]
     assert cfg.parameters["intra_op_thread_count"].string_value == "1"
     assert [g.count for g in parse(_render(repository, name, tc.ConfigOptions(instances=6))).instance_group] == [6]
 
