@@ -37,8 +37,8 @@ WRITTEN_BY = {
     "hostile.json": "make hostile (the hostile-client suite, tests/e2e/test_hostile.py)",
     "memory-costs.json": "python -m bench.memory_costs",
     "triton-hop.json": "python -m bench.triton_hop",
-    "triton-vs-embedded.json": "python -m bench.run --systems ours ours-triton --soak 0 --out "
-                               "docs/artifacts/triton-vs-embedded.json",
+    "triton-vs-embedded.json": "python -m bench.pairs --out docs/artifacts/triton-vs-embedded.json "
+                               "embedded=onnxruntime ours-triton=triton",
     "det-threads.json": "python -m bench.pairs (the command is in the artifact)",
 }
 # a folder beside the repository that a user's clone does not have (spelled so that this file
@@ -246,22 +246,24 @@ def bench_targets(a: Artifacts) -> str:
 
 def triton_vs_embedded(a: Artifacts) -> str:
     out = []
-    for name, what in (("bench.json", "the full `make bench` run"),
-                       ("triton-vs-embedded.json", "the run of the two alone with today's configs "
-                        "(`python -m bench.run --systems ours ours-triton --soak 0 --out "
-                        "docs/artifacts/triton-vs-embedded.json`)")):
-        b = a[name]
-        s = b["systems"]
-        if "ours-triton" not in s:
-            continue
+    b = a["bench.json"]
+    s = b["systems"]
+    if "ours-triton" in s:
         o, t = s["ours"], s["ours-triton"]
         same = o.get("per_image") == t.get("per_image")
         t4, o4 = level(t, 4)["images_per_s"], level(o, 4)["images_per_s"]
-        out.append(f"- {what} ({b['date'][:10]}, {machine(b['machine'])}, the local Triton): ours-triton {t4:.2f} "
-                   f"images/s at concurrency 4 against {o4:.2f} embedded, {t4 / o4:.2f}x; peak RSS "
+        out.append(f"- the full `make bench` run ({b['date'][:10]}, {machine(b['machine'])}, the local Triton, one pass): "
+                   f"ours-triton {t4:.2f} images/s at concurrency 4 against {o4:.2f} embedded, {t4 / o4:.2f}x; peak RSS "
                    f"{t['rss_peak_mb']:.0f} MiB (Triton's server and stubs included) against {o['rss_peak_mb']:.0f} MiB; "
                    f"per-image CER {'identical on every image' if same else 'different on some images'}.")
-    return "\n".join(out) + "\n" if out else "No committed run measured `ours-triton`.\n"
+    p = a["triton-vs-embedded.json"]
+    e, t = p["variants"]["embedded"], p["variants"]["ours-triton"]
+    out.append(f"- the two alone, taking turns ({p['date'][:10]}, {p['repeats']} runs each, `bench/pairs.py`, "
+               f"`docs/artifacts/triton-vs-embedded.json`): ours-triton "
+               f"{', '.join(f'{x:.2f}' for x in t['images_per_s'])} images/s at concurrency {p['concurrency']}, median "
+               f"{t['median']:.2f}, against embedded {', '.join(f'{x:.2f}' for x in e['images_per_s'])}, median "
+               f"{e['median']:.2f}: {t['median'] / e['median']:.2f}x; CER {t['cer']:.4f} and {e['cer']:.4f}.")
+    return "\n".join(out) + "\n"
 
 
 def accuracy_table(a: Artifacts) -> str:
