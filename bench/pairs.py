@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     items = [it for it in load(args.eval_dir) if not args.images or it.name in args.images]
     runs: dict[str, list[float]] = {name: [] for name, _, _ in args.variants}
     cer: dict[str, float] = {}
+    answered: dict[str, list[str]] = {name: [] for name, _, _ in args.variants}  # "ok/requests" per run
+    service: dict[str, dict] = {}  # what each variant's service said it runs (/readyz)
     with tempfile.TemporaryDirectory(prefix="ocr-pairs-") as tmp:
         for rep in range(args.repeats):
             for name, backend, env in args.variants:
@@ -77,14 +79,18 @@ def main(argv: list[str] | None = None) -> int:
                     r = bench_http(f"{name[:12]} #{rep + 1}", target, items, [args.concurrency], 1)
                 finally:
                     target.stop()
-                runs[name].append(round(r["levels"][str(args.concurrency)]["images_per_s"], 3))
+                level = r["levels"][str(args.concurrency)]
+                runs[name].append(round(level["images_per_s"], 3))
+                answered[name].append(f"{level['ok']}/{level['requests']}")
                 cer.setdefault(name, round(r["cer"], 5))
+                service.setdefault(name, r.get("service", {}))
     summary = summarise(runs)
     result = {
         "command": "python -m bench.pairs " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), "images": len(items),
         "concurrency": args.concurrency, "repeats": args.repeats, "default_model_set": DEFAULT_MODEL_SET,
-        "variants": {name: {"backend": backend, "settings": env, "images_per_s": runs[name], "cer": cer[name],
+        "variants": {name: {"backend": backend, "settings": env, "images_per_s": runs[name],
+                            "answered_ok": answered[name], "cer": cer[name], "service": service[name],
                             **summary[name]} for name, backend, env in args.variants},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -94,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {', '.join(f'{x:.2f}' for x in v['images_per_s'])} | {v['median']:.2f} | "
               f"{v['ratio_to_first']:.2f}x | {v['cer']:.4f} |")
     print(f"wrote {args.out}")
+    short = {name: runs for name, runs in answered.items() if any(a.split("/")[0] != a.split("/")[1] for a in runs)}
+    if short:  # images/s counts answers: a run that lost some is not comparable
+        print(f"pairs: some requests were not answered 200: {short}", file=sys.stderr)
+        return 1
     return 0
 
 

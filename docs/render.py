@@ -211,9 +211,14 @@ def bench_targets(a: Artifacts) -> str:
         out.append(f"  Target at least {TARGET_SPEEDUP_C4}x the fastest peer at equal or better CER ({as_good[0]}): "
                    f"{r:.2f}x, {'met' if r >= TARGET_SPEEDUP_C4 else 'not met'}.")
     else:
-        out.append(f"  No peer reads at equal or better CER than ours. Against the fastest peer whatever its CER "
-                   f"({peers[0]}, CER {s[peers[0]]['cer']:.4f}): {speedup:.2f}x, target {TARGET_SPEEDUP_C4}x "
-                   f"{'met' if speedup >= TARGET_SPEEDUP_C4 else 'not met'}.")
+        best = min(peers, key=lambda p: s[p]["cer"])
+        r = ours4 / level(s[best], 4)["images_per_s"]
+        out.append(f"  No peer reads at equal or better CER than ours, so the target (at least {TARGET_SPEEDUP_C4}x "
+                   f"the fastest peer at equal or better CER) selects none. Against the most accurate peer "
+                   f"({best}, CER {s[best]['cer']:.4f}): {r:.2f}x, {'at least' if r >= TARGET_SPEEDUP_C4 else 'under'} "
+                   f"{TARGET_SPEEDUP_C4}x. Against the fastest peer whatever its CER ({peers[0]}, CER "
+                   f"{s[peers[0]]['cer']:.4f}): {speedup:.2f}x, {'at least' if speedup >= TARGET_SPEEDUP_C4 else 'under'} "
+                   f"{TARGET_SPEEDUP_C4}x.")
     if "floor" in s:
         f4 = level(s["floor"], 4)["images_per_s"]
         out.append(f"- **Throughput against the float32 floor** (the published float models' forward passes, "

@@ -75,8 +75,8 @@ class KindDefaults:
     # once, and one detection run over all cores left cores idle between runs while the others
     # waited for its single instance. On 2 cores at concurrency 4 (bench.pairs, embedded against
     # ours-triton, interleaved): one detection instance over both cores 2.6-2.9 img/s; two
-    # single-thread instances per model 0.81-0.88x the embedded median; three 1.13x (the
-    # docs/artifacts/triton-vs-embedded.json run is the committed one). Triton's
+    # single-thread instances per model 0.81-0.88x the embedded median; three at par (the
+    # committed run: docs/artifacts/triton-vs-embedded.json). Triton's
     # `intra_op_thread_count` applies to CPU instances; GPU instances are `count` per GPU.
     instances: int = 3
     intra_op_threads: int = 1
@@ -140,6 +140,10 @@ class ConfigOptions:
     cuda: CudaOptions = field(default_factory=CudaOptions)
     tensorrt: TensorRTOptions | None = None  # None: no TensorRT (the default)
     instances: int | None = None  # None: KIND_DEFAULTS[kind].instances (per GPU, or on the CPU)
+
+    def __post_init__(self) -> None:
+        if self.instances is not None and self.instances < 1:
+            raise ValueError("instances must be >= 1")
 
 
 @dataclass(frozen=True)

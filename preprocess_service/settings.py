@@ -265,8 +265,8 @@ class Settings(BaseSettings):
     @property
     def det_busy_intra_op_threads(self) -> int:
         """A detection run that starts while others are in progress shares the cores with them
-        instead of spreading over all of them (bench/levers.py: more pages per second under load,
-        the same latency alone)."""
+        instead of spreading over all of them (docs/artifacts/det-threads.json, bench/pairs.py:
+        more pages per second under load; alone a run still takes every core)."""
         return self.ort_det_busy_intra_op_threads or self.intra_op_threads
 
 

@@ -109,7 +109,9 @@ class OnnxRuntimeBackend(InferenceBackend):
         # A model with its own thread count (detection: all cores, one big run per image) gets a
         # second CPU session on the busy count, used by runs that start while others are in
         # progress: then the cores are shared rather than oversubscribed. _in_progress counts the
-        # runs submitted and not yet finished (changed on the event loop only).
+        # runs submitted and not yet finished on their thread (changed on the event loop only;
+        # a run whose caller was cancelled counts until its thread is done with it). The choice is
+        # made when a run is submitted: one queued behind others will start among them.
         self._busy_sessions: dict[str, ort.InferenceSession] = {}
         self._in_progress = 0
         self._io: dict[str, ModelIO] = {}
@@ -198,12 +200,21 @@ class OnnxRuntimeBackend(InferenceBackend):
             check_deadline(deadline, model)  # waited for a thread past the deadline: do not run
             return sess.run(outputs, inputs)
 
+        future = self._executor.submit(job)
         self._in_progress += 1
-        try:
-            result = await loop.run_in_executor(self._executor, job)
-        finally:
-            self._in_progress -= 1
+        future.add_done_callback(lambda _: self._call_on(loop, self._run_done))
+        result = await asyncio.wrap_future(future)
         return dict(zip(outputs, result))
+
+    def _run_done(self) -> None:
+        self._in_progress -= 1
+
+    @staticmethod
+    def _call_on(loop: asyncio.AbstractEventLoop, fn) -> None:
+        try:
+            loop.call_soon_threadsafe(fn)
+        except RuntimeError:  # the loop is closed (shutdown): nothing is counted any more
+            pass
 
     async def ready(self) -> bool:
         return bool(self._sessions)

@@ -210,5 +210,14 @@ def test_pairs_runs_variants_interleaved_and_writes_medians(tmp_path, eval_dir):
     a, b = doc["variants"]["default"], doc["variants"]["drop all"]
     assert len(a["images_per_s"]) == len(b["images_per_s"]) == 1 and a["images_per_s"][0] > 0
     assert a["ratio_to_first"] == 1.0 and b["settings"] == {"OCR_REC_SCORE_THRESH": "1.0"}
-    assert a["cer"] == 0.0 and b["cer"] == 1.0
+    assert a["answered_ok"] == b["answered_ok"] == ["1/1"] and a["service"]["backend"] == "onnxruntime"
+    assert a["cer"] == 0.0 and b["cer"] > 0.5  # (a line read with confidence exactly 1.0 would stay)
+
+
+def test_pairs_summary_is_medians_and_ratios_to_the_first():
+    from bench.pairs import summarise
+
+    got = summarise({"a": [2.0, 4.0, 3.0], "b": [6.0, 1.0, 4.5], "c": [1.5]})
+    assert got == {"a": {"median": 3.0, "ratio_to_first": 1.0}, "b": {"median": 4.5, "ratio_to_first": 1.5},
+                   "c": {"median": 1.5, "ratio_to_first": 0.5}}
 

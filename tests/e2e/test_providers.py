@@ -78,10 +78,23 @@ def test_detection_alone_spreads_over_the_cores_and_shares_them_under_load(repos
         alone = await backend.run(det, page)
         together = await asyncio.gather(backend.run(det, page), backend.run(det, page))
         assert wide is not narrow
+        # a run whose caller gave up still counts until its thread is done with it, then not
+        big = {io.inputs[0]: np.zeros((1, 1920, 1920, 3), np.uint8)}  # a run of a good part of a second
+        cancelled = asyncio.ensure_future(backend.run(det, big))
+        await asyncio.sleep(0.05)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert backend._in_progress == 1  # its thread still runs it
+        for _ in range(500):
+            if backend._in_progress == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert backend._in_progress == 0
         return alone, together
 
     alone, together = asyncio.run(go())
-    assert seen == [2, 2, 1]  # alone: all cores; the second of two at once: its share
+    assert seen[:3] == [2, 2, 1]  # alone: all cores; the second of two at once: its share
     for out in together:
         for name, arr in alone.items():
             np.testing.assert_allclose(out[name], arr, atol=1e-5)

@@ -102,6 +102,8 @@ def test_instances_side_by_side_on_one_thread_each(repository, name):
     assert [(g.count, g.kind) for g in cfg.instance_group] == [(3, PB.ModelInstanceGroup.KIND_AUTO)]
     assert cfg.parameters["intra_op_thread_count"].string_value == "1"
     assert [g.count for g in parse(_render(repository, name, tc.ConfigOptions(instances=6))).instance_group] == [6]
+    with pytest.raises(ValueError, match="instances"):
+        tc.ConfigOptions(instances=0)
 
 
 def test_committed_configs_are_generated_not_hand_written(repository, capsys):
