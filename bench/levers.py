@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -31,7 +30,7 @@ import orjson
 import pybase64
 
 from bench.dataset import load
-from bench.run import bench_http, machine, request_bodies, start_ours
+from bench.run import bench_http, command_line, machine, request_bodies, start_ours
 from evaluation import EVAL_DIR
 from preprocess_service.imaging import decode_image
 from preprocess_service.settings import PROJECT_ROOT
@@ -143,9 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         http = http_levers(items, args.variants, Path(tmp), answers)
     print("micro-measurements:", flush=True)
     micro = micro_levers(items, answers)
-    command = "python -m bench.levers" + "".join(f" {a}" if a.startswith("--") else f" {json.dumps(a)}"
-                                                 for a in (sys.argv[1:] if argv is None else argv))
-    result = {"command": command, "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
+    result = {"command": command_line("bench.levers", argv), "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
               "images": len(items), "base_env": BASE_ENV,
               "http": http, "micro_ms_per_pass": micro}
     args.out.write_text(json.dumps(result, indent=1), encoding="utf-8")

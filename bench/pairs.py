@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import statistics
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.dataset import load
-from bench.run import bench_http, machine, start_ours
+from bench.run import bench_http, command_line, machine, start_ours
 from evaluation import EVAL_DIR
 from preprocess_service.model_sets import DEFAULT_MODEL_SET
 
@@ -71,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     cer: dict[str, float] = {}
     answered: dict[str, list[str]] = {name: [] for name, _, _ in args.variants}  # "ok/requests" per run
     service: dict[str, dict] = {}  # what each variant's service said it runs (/readyz)
+    short: set[str] = set()  # variants with a run that lost requests
     with tempfile.TemporaryDirectory(prefix="ocr-pairs-") as tmp:
         for rep in range(args.repeats):
             for name, backend, env in args.variants:
@@ -82,11 +82,13 @@ def main(argv: list[str] | None = None) -> int:
                 level = r["levels"][str(args.concurrency)]
                 runs[name].append(round(level["images_per_s"], 3))
                 answered[name].append(f"{level['ok']}/{level['requests']}")
+                if level["ok"] != level["requests"]:
+                    short.add(name)
                 cer.setdefault(name, round(r["cer"], 5))
                 service.setdefault(name, r.get("service", {}))
     summary = summarise(runs)
     result = {
-        "command": "python -m bench.pairs " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
+        "command": command_line("bench.pairs", argv),
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), "images": len(items),
         "concurrency": args.concurrency, "repeats": args.repeats, "default_model_set": DEFAULT_MODEL_SET,
         "variants": {name: {"backend": backend, "settings": env, "images_per_s": runs[name],
@@ -100,9 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {', '.join(f'{x:.2f}' for x in v['images_per_s'])} | {v['median']:.2f} | "
               f"{v['ratio_to_first']:.2f}x | {v['cer']:.4f} |")
     print(f"wrote {args.out}")
-    short = {name: runs for name, runs in answered.items() if any(a.split("/")[0] != a.split("/")[1] for a in runs)}
     if short:  # images/s counts answers: a run that lost some is not comparable
-        print(f"pairs: some requests were not answered 200: {short}", file=sys.stderr)
+        print(f"pairs: some requests were not answered 200: {({n: answered[n] for n in sorted(short)})}", file=sys.stderr)
         return 1
     return 0
 

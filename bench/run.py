@@ -32,6 +32,7 @@ import os
 import platform
 import queue
 import secrets
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -467,6 +468,12 @@ def chart(results: dict, levels: list[int], path: Path) -> None:
     fig.suptitle(f"{results['machine']['cpu']} ({results['machine']['cores']} cores), {results['date'][:10]}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def command_line(module: str, argv: list[str] | None) -> str:
+    """How a benchmark was invoked, for its artifact: ``python -m <module> <args>``, shell-quoted
+    (``argv`` as given to its ``main``; None: the process's own arguments)."""
+    return " ".join(["python -m", module, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
 
 
 def machine() -> dict:

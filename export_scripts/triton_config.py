@@ -421,8 +421,8 @@ def _instances_block(d: KindDefaults, count: int) -> str:
     out = ""
     if d.intra_op_threads:
         out += ("# Runs side by side: each CPU instance runs onnxruntime on "
-                f"{d.intra_op_threads} intra-op thread(s); on a CPU node, raise\n"
-                "# `count` towards its cores (python -m export_scripts.triton_config --instances N).\n"
+                f"{d.intra_op_threads} intra-op thread(s); on a CPU node, set\n"
+                "# `count` from a measured run (python -m export_scripts.triton_config --instances N).\n"
                 f'parameters {{ key: "intra_op_thread_count" value: {{ string_value: "{d.intra_op_threads}" }} }}\n')
     return out + f"instance_group [\n  {{\n    count: {count}\n    kind: KIND_AUTO\n  }}\n]\n"
 
