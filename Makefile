@@ -70,10 +70,12 @@ $(SERVE_STAMP): pyproject.toml constraints.txt
 
 serve-venv: $(SERVE_STAMP)
 
-# the published models, then the default INT8 ones quantised from them (seconds)
+# the published models, then the default INT8 ones quantised from them and the GPU set's FP16
+# ones converted from them (seconds)
 models: $(DEPS_STAMP)
 	$(PY) -m export_scripts.fetch_models
 	$(PY) -m export_scripts.quantize
+	$(PY) -m export_scripts.fp16
 
 serve-models: $(SERVE_STAMP)
 	$(SERVE_PY) -m export_scripts.fetch_models

@@ -63,7 +63,7 @@ def make_pipeline(repository: Path, providers: list[str], algo: str, workers: in
     from preprocess_service.pipeline import Pipeline
     from preprocess_service.settings import Settings
 
-    settings = Settings(api_tokens="unused-in-process", model_repository=repository,  # type: ignore[arg-type]
+    settings = Settings(api_tokens="unused-in-process", model_repository=repository, model_set="ppocrv6_small",  # type: ignore[arg-type]
                         ort_providers=providers, ort_cuda_cudnn_conv_algo_search=algo,  # type: ignore[arg-type]
                         ort_inference_workers=workers)
     backend = create_backend(settings)

@@ -21,6 +21,11 @@ Regenerate the committed configs (after ``make models``)::
     python -m export_scripts.triton_config                      # CUDA EP, no TensorRT (committed)
     python -m export_scripts.triton_config --tensorrt           # + TensorRT, widths in buckets of 320
     python -m export_scripts.triton_config --check              # exit 1 if a config is stale
+
+Every folder but the CPU-only INT8 ones also gets ``configs/gpu.pbtxt`` (``render_gpu``), the
+config Triton loads on GPU nodes with ``--model-config-name=gpu``: ``KIND_GPU`` (a CUDA failure
+is a load failure, never a silent CPU fallback), batch sizes and warm-up shapes from the
+service's shape buckets.
 """
 
 from __future__ import annotations
@@ -417,6 +422,113 @@ def render(name: str, kind: str, inputs: list[TensorDecl], outputs: list[TensorD
     )
 
 
+# --- GPU nodes: configs/gpu.pbtxt (Triton's --model-config-name=gpu) ---------------------------
+
+
+@dataclass(frozen=True)
+class GpuBuckets:
+    """The service's shape buckets (OCR_DET_CANVASES, OCR_DET_BATCH_SIZES, OCR_REC_WIDTH_BUCKETS,
+    OCR_REC_BATCH_SIZES; the defaults are the settings' defaults): a GPU config's batch sizes,
+    warm-up shapes and TensorRT profile follow them, so Triton plans exactly what it is sent."""
+
+    det_canvases: tuple[tuple[int, int], ...]
+    det_batch_sizes: tuple[int, ...]
+    rec_widths: tuple[int, ...]
+    rec_batch_sizes: tuple[int, ...]
+
+    @classmethod
+    def from_settings(cls, settings=None) -> GpuBuckets:
+        """From a Settings object, or the settings' own defaults."""
+        from preprocess_service.settings import Settings
+
+        if settings is None:
+            f = Settings.model_fields
+            canv = f["det_canvases"].default_factory()  # type: ignore[misc,call-arg]
+            det_b = f["det_batch_sizes"].default_factory()  # type: ignore[misc,call-arg]
+            widths = f["rec_width_buckets"].default_factory()  # type: ignore[misc,call-arg]
+            rec_b = f["rec_batch_sizes"].default_factory()  # type: ignore[misc,call-arg]
+        else:
+            canv, det_b = settings.det_canvases, settings.det_batch_sizes
+            widths, rec_b = settings.rec_width_buckets, settings.rec_batch_sizes
+        pairs = sorted({(int(h), int(w)) for h, w in (c.split("x") for c in canv)}, key=lambda p: (p[0] * p[1], p))
+        return cls(tuple(pairs), tuple(sorted(set(det_b))), tuple(sorted(set(widths))), tuple(sorted(set(rec_b))))
+
+    def batch_sizes(self, kind: str) -> tuple[int, ...]:
+        return self.det_batch_sizes if kind == "det" else self.rec_batch_sizes
+
+    def image_hw(self, kind: str, fixed_hw: tuple[int, int]) -> list[tuple[int, int]]:
+        """The (H, W) of every image shape a model of ``kind`` is sent."""
+        if kind == "det":
+            return list(self.det_canvases)
+        if kind == "rec":
+            return [(fixed_hw[0], w) for w in self.rec_widths]
+        return [fixed_hw]
+
+
+def _warmup_entries(kind: str, inputs: list[TensorDecl], buckets: GpuBuckets) -> str:
+    """One warm-up request per bucket shape: Triton runs them before the model is READY, so no
+    client pays a GPU's first run of a shape (a cuDNN plan, a TensorRT profile)."""
+    image = next((t for t in inputs if image_axes(t) is not None), inputs[0])
+    axes = image_axes(image)
+    assert axes is not None
+    fixed = WARMUP_HW[kind]
+    out = []
+    for h, w in buckets.image_hw(kind, fixed):
+        dims = _from_nchw([1, 3, h, w], axes)[1:]
+        for n in buckets.batch_sizes(kind):
+            entry = f'  {{\n    name: "{kind}_{n}x{h}x{w}"\n    batch_size: {n}\n'
+            for t in [image] + [t for t in inputs if t is not image]:
+                tdims = dims if t is image else t.dims
+                entry += ("    inputs {\n" f'      key: "{t.name}"\n'
+                          f"      value {{\n        data_type: {t.data_type}\n"
+                          f"        dims: [ {', '.join(str(v) for v in tdims)} ]\n        zero_data: true\n"
+                          "      }\n    }\n")
+            out.append(entry + "  }")
+    return "model_warmup [\n" + ",\n".join(out) + "\n]\n"
+
+
+def render_gpu(name: str, kind: str, inputs: list[TensorDecl], outputs: list[TensorDecl],
+               inference_yml: dict | None = None, options: ConfigOptions | None = None,
+               buckets: GpuBuckets | None = None) -> str:
+    """The config of a model on GPU nodes (``configs/gpu.pbtxt``): ``KIND_GPU``, so a CUDA failure
+    is a load failure and never a model quietly running on a few CPUs; batch sizes, preferred
+    batch sizes and warm-up shapes from the service's shape buckets; the CUDA provider's options
+    (and, with ``tensorrt``, a profile spanning the buckets)."""
+    options = options or ConfigOptions()
+    buckets = buckets or GpuBuckets.from_settings()
+    base = KIND_DEFAULTS[kind]
+    sizes = buckets.batch_sizes(kind)
+    d = replace(base, max_batch_size=max(sizes), preferred_batch_sizes=sizes, instances=1, intra_op_threads=0)
+    queue = options.queue or d.queue
+    count = options.instances or d.instances
+    trt = options.tensorrt
+    if trt is not None:  # the profile spans the buckets: the largest canvas side, the widest width
+        side = max(max(c) for c in buckets.det_canvases)
+        trt = replace(trt, rec_width_multiple=0, det_max_side=min(side, trt.det_max_side or side))
+    return (
+        f"# Triton config for {name} ({kind}) on GPU nodes: load it with --model-config-name=gpu.\n"
+        f"# Written by export_scripts/triton_config.py from the model's own inputs and outputs and the\n"
+        f"# service's shape buckets; pre/post-processing settings live in inference.yml.\n"
+        f'name: "{name}"\n'
+        f'backend: "onnxruntime"\n'
+        f"max_batch_size: {d.max_batch_size}\n"
+        + _tensor_block("input", inputs)
+        + _tensor_block("output", outputs)
+        + "dynamic_batching {\n"
+        "  # the service pads every batch to one of these sizes (OCR_*_BATCH_SIZES): Triton merges\n"
+        "  # requests of one shape into them\n"
+        f"  preferred_batch_size: [ {', '.join(str(b) for b in sizes)} ]\n"
+        f"  max_queue_delay_microseconds: {d.max_queue_delay_us}\n"
+        + _queue_block(queue)
+        + "}\n"
+        "# KIND_GPU: no GPU, no model (a load failure), never a silent CPU fallback. `count` is per GPU;\n"
+        "# one instance per GPU until a GPU measurement says otherwise (bench/gpu_run.py).\n"
+        f"instance_group [\n  {{\n    count: {count}\n    kind: KIND_GPU\n  }}\n]\n"
+        + _warmup_entries(kind, inputs, buckets)
+        + _gpu_block(kind, inputs, inference_yml, d, replace(options, tensorrt=trt))
+    )
+
+
 def _instances_block(d: KindDefaults, count: int) -> str:
     out = ""
     if d.intra_op_threads:
@@ -441,31 +553,65 @@ def render_folder(folder: Path, kind: str, options: ConfigOptions | None = None,
     return render_for_model(name or folder.name, kind, model_file(folder), yml, options)
 
 
-def write_repository(repository: Path, names: list[str], options: ConfigOptions | None = None,
-                     check: bool = False) -> list[str]:
-    """(Re)write ``config.pbtxt`` of the named folders; returns those that changed (or, with
-    ``check``, that would change)."""
-    from export_scripts.fetch_models import MODELS
+def render_gpu_folder(folder: Path, kind: str, options: ConfigOptions | None = None,
+                      buckets: GpuBuckets | None = None) -> str:
+    """``configs/gpu.pbtxt`` of a model folder of the repository."""
+    from preprocess_service.model_spec import model_file
 
+    yml = yaml.safe_load((folder / "inference.yml").read_text(encoding="utf-8"))
+    inputs, outputs = read_io(model_file(folder))
+    return render_gpu(folder.name, kind, inputs, outputs, yml, options, buckets)
+
+
+# Folders quantised for CPUs get no GPU config: no GPU mode loads them (the chart maps their model
+# sets to the float set on GPUs; the embedded backend refuses them with a GPU provider).
+CPU_ONLY_SUFFIX = "_int8"
+
+
+def write_repository(repository: Path, names: list[str], options: ConfigOptions | None = None,
+                     check: bool = False, kinds: dict[str, str] | None = None) -> list[str]:
+    """(Re)write ``config.pbtxt`` and, but for CPU-only folders, ``configs/gpu.pbtxt`` of the
+    named folders; returns those that changed (or, with ``check``, that would change).
+    ``kinds``: folder -> det/rec/cls (default: fetch_models' catalogue)."""
+    if kinds is None:
+        from export_scripts.fetch_models import MODELS
+
+        kinds = {n: m.kind for n, m in MODELS.items()}
     changed = []
     for name in names:
         folder = repository / name
-        text = render_folder(folder, MODELS[name].kind, options)
-        path = folder / "config.pbtxt"
-        if path.exists() and path.read_text(encoding="utf-8") == text:
+        texts = {folder / "config.pbtxt": render_folder(folder, kinds[name], options)}
+        if not name.endswith(CPU_ONLY_SUFFIX):
+            gpu_opts = replace(options or ConfigOptions(), instances=None)
+            texts[folder / "configs" / "gpu.pbtxt"] = render_gpu_folder(folder, kinds[name], gpu_opts)
+        stale = [p for p, t in texts.items() if not p.exists() or p.read_text(encoding="utf-8") != t]
+        if not stale:
             continue
         changed.append(name)
         if not check:
-            path.write_text(text, encoding="utf-8")
+            for path in stale:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(texts[path], encoding="utf-8")
     return changed
 
 
-def main(argv: list[str] | None = None) -> int:
+def repository_kinds() -> dict[str, str]:
+    """Every folder the project serves -> its kind: the published models, the INT8 and the FP16
+    folders built from them."""
+    from export_scripts import fp16, quantize
     from export_scripts.fetch_models import MODELS
 
+    kinds = {n: m.kind for n, m in MODELS.items()}
+    kinds |= {n: t.kind for n, t in quantize.TARGETS.items()}
+    kinds |= {n: t.kind for n, t in fp16.TARGETS.items()}
+    return kinds
+
+
+def main(argv: list[str] | None = None) -> int:
+    kinds = repository_kinds()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repository", type=Path, default=ROOT / "model_repository")
-    ap.add_argument("--models", nargs="+", default=sorted(MODELS), choices=sorted(MODELS), metavar="NAME")
+    ap.add_argument("--models", nargs="+", default=sorted(kinds), choices=sorted(kinds), metavar="NAME")
     ap.add_argument("--tensorrt", action="store_true", help="add the TensorRT accelerator with a shape profile")
     ap.add_argument("--trt-precision", default="FP32", choices=["FP32", "FP16", "BF16"])
     ap.add_argument("--trt-cache-path", default=TensorRTOptions.engine_cache_path)
@@ -490,14 +636,14 @@ def main(argv: list[str] | None = None) -> int:
                           rec_width_multiple=args.rec_width_multiple, det_max_side=args.det_max_side) if args.tensorrt else None
     changed: list[str] = []
     for name in args.models:  # queue overrides apply on top of each kind's defaults
-        q = KIND_DEFAULTS[MODELS[name].kind].queue
+        q = KIND_DEFAULTS[kinds[name]].queue
         if args.max_queue_size is not None:
             q = replace(q, max_queue_size=args.max_queue_size)
         if args.queue_timeout_us is not None:
             q = replace(q, default_timeout_us=args.queue_timeout_us)
         changed += write_repository(args.repository, [name], ConfigOptions(queue=q, cuda=cuda, tensorrt=trt,
                                                                                   instances=args.instances),
-                                    check=args.check)
+                                    check=args.check, kinds=kinds)
     verb = "differ" if args.check else "written"
     print(f"triton_config: {len(changed)} config(s) {verb}{': ' + ', '.join(changed) if changed else ''}")
     return 1 if args.check and changed else 0

@@ -24,6 +24,7 @@ class ModelSet:
     cls: str | None
     orientation_default: bool  # the set was published with the text-line classifier on
     description: str
+    cpu_only: bool = False  # quantised for CPUs: never loaded by a GPU mode
 
     def folders(self) -> ModelFolders:
         return {"det": self.det, "rec": self.rec, "cls": self.cls}
@@ -33,11 +34,13 @@ MODEL_SETS: dict[str, ModelSet] = {
     ms.name: ms
     for ms in (
         ModelSet("ppocrv6_small_int8", "ppocrv6_small_det_int8", "ppocrv6_small_rec_int8", "ppocr_textline_cls",
-                 False, "PP-OCRv6 small, detection and recognition in static INT8 (default; for CPUs)"),
+                 False, "PP-OCRv6 small, detection and recognition in static INT8 (default; for CPUs)", cpu_only=True),
         ModelSet("ppocrv6_small_int8rec", "ppocrv6_small_det", "ppocrv6_small_rec_int8", "ppocr_textline_cls",
-                 False, "PP-OCRv6 small, recognition in static INT8, detection in float32 (for CPUs)"),
+                 False, "PP-OCRv6 small, recognition in static INT8, detection in float32 (for CPUs)", cpu_only=True),
         ModelSet("ppocrv6_small", "ppocrv6_small_det", "ppocrv6_small_rec", "ppocr_textline_cls", False,
                  "PP-OCRv6 small in float32 (for GPUs)"),
+        ModelSet("ppocrv6_small_fp16", "ppocrv6_small_det_fp16", "ppocrv6_small_rec_fp16", "ppocr_textline_cls",
+                 False, "PP-OCRv6 small in float16 with uint8/float32 I/O (for GPUs; converted from the float set)"),
         ModelSet("ppocrv6_tiny", "ppocrv6_tiny_det", "ppocrv6_tiny_rec", "ppocr_textline_cls", False,
                  "PP-OCRv6 tiny: faster, less accurate"),
         ModelSet("ppocrv5_mobile", "ppocrv5_mobile_det", "ppocrv5_mobile_rec", "ppocr_textline_cls", True,

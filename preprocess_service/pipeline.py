@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backends.base import InferenceBackend
+from .backends.base import InferenceBackend, call_origin
 from .errors import InvalidRequest
 from .model_spec import ClsSpec, DetSpec, RecSpec, load_spec
 from .settings import Settings
@@ -71,6 +71,12 @@ class Pipeline:
         self.det = det
         self.rec = rec
         self.cls = cls
+        # shape buckets (settings.shape_buckets): the spatial shapes are chosen here (detection
+        # canvases, recognition widths), the batch sizes by the backend's BucketedBackend
+        self.canvases = settings.canvases if settings.buckets_on else ()
+        self.rec_widths = tuple(settings.rec_width_buckets) if settings.buckets_on else ()
+        self.rec_batch = min(settings.rec_batch_size, max(settings.rec_batch_sizes)) if settings.buckets_on \
+            else settings.rec_batch_size
 
     @classmethod
     async def create(cls_, settings: Settings, backend: InferenceBackend) -> Pipeline:
@@ -97,17 +103,56 @@ class Pipeline:
     def model_names(self) -> dict[str, str | None]:
         return {"det": self.det.name, "rec": self.rec.name, "cls": self.cls.name if self.cls else None}
 
+    def input_shapes(self) -> dict[str, list[list[int]]] | None:
+        """Every input shape each model can be sent, batch first (None: shapes follow the pages).
+
+        The image input only (a recognition or orientation batch also sends its rows' valid
+        widths, (N, 1)). Known at start-up: the canvases and widths of the settings times the
+        batch sizes of the backend's ``BucketedBackend``."""
+        if not self.canvases:
+            return None
+        sizes = getattr(self.backend, "batch_sizes", lambda _m: ())
+        rec_h = self.rec.image_height
+        shapes: dict[str, list[list[int]]] = {}
+
+        def layout(model: str, h: int, w: int) -> list[int]:
+            return [h, w, 3] if self._lean(model) else [3, h, w]
+
+        shapes[self.det.name] = [[n, *layout(self.det.name, h, w)] for h, w in self.canvases
+                                 for n in sizes(self.det.name) or (1,)]
+        shapes[self.rec.name] = [[n, *layout(self.rec.name, rec_h, w)] for w in self.rec_widths
+                                 for n in sizes(self.rec.name) or (self.rec_batch,)]
+        if self.cls is not None:
+            shapes[self.cls.name] = [[n, *layout(self.cls.name, self.cls.image_height, self.cls.image_width)]
+                                     for n in sizes(self.cls.name) or (self.rec_batch,)]
+        return shapes
+
+    async def warmup_buckets(self) -> None:
+        """One run of every input shape (zeros), so that no request pays a GPU's first run of a
+        shape (a cuDNN plan, a TensorRT profile); before the pod is ready."""
+        for model, shapes in (self.input_shapes() or {}).items():
+            io = self.backend.io(model)
+            for shape in shapes:
+                dtype = np.uint8 if self._lean(model) else np.float32
+                inputs = {io.inputs[0]: np.zeros(shape, dtype=dtype)}
+                if VALID_WIDTH in io.inputs:
+                    inputs[VALID_WIDTH] = np.full((shape[0], 1), shape[2], dtype=np.int64)
+                await self.backend.run(model, inputs, [io.outputs[-1]])
+
     async def warmup(self) -> None:
         """One small run through every model, and a check that the dictionary fits the model."""
         img = np.full((64, 256, 3), 255, dtype=np.uint8)
         img[24:40, 32:224] = 0
         await self.read(img, PipelineOptions(use_textline_orientation=self.cls is not None, rec_score_thresh=0.0))
         probe = recognition.plan_batches([np.full((self.rec.image_height, self.rec.base_width, 3), 255, np.uint8)],
-                                         self.rec, 1, uint8=self._lean(self.rec.name))[0]
+                                         self.rec, 1, uint8=self._lean(self.rec.name),
+                                         width_buckets=self.rec_widths)[0]
         io = self.backend.io(self.rec.name)
         out = (await self.backend.run(self.rec.name, self._inputs(io, probe.tensor, probe.widths),
                                       [io.outputs[0]]))[io.outputs[0]]  # the full softmax, once
         recognition.ctc_decode(out, self.rec.charset)  # raises on a dictionary/model mismatch
+        if self.settings.warmup_every_bucket:
+            await self.warmup_buckets()
 
     def _lean(self, model: str) -> bool:
         """The model has the uint8 input head (and, for detection, the uint8 map)."""
@@ -166,6 +211,7 @@ class Pipeline:
     async def read(self, img: np.ndarray, opts: PipelineOptions) -> PipelineResult:
         """The text lines of one BGR image: detection -> crop -> [orientation] -> recognition."""
         s = self.settings
+        call_origin.set(object())  # this page's model calls (a batcher merges only other pages' with them)
         timings: dict[str, float] = {}
         use_cls = s.orientation_default if opts.use_textline_orientation is None else opts.use_textline_orientation
         if use_cls and self.cls is None:
@@ -175,7 +221,8 @@ class Pipeline:
 
         # detection
         t0 = time.perf_counter()
-        det_in = await asyncio.to_thread(detection.preprocess, img, self.det, policy, self._lean(self.det.name))
+        det_in = await asyncio.to_thread(detection.preprocess, img, self.det, policy, self._lean(self.det.name),
+                                        self.canvases)
         prob = await self._detect(det_in.tensor)
         boxes = await asyncio.to_thread(self._boxes, prob, det_in, params)
         t1 = time.perf_counter()
@@ -190,22 +237,22 @@ class Pipeline:
 
         if use_cls:
             assert self.cls is not None
-            for start in range(0, len(crops), s.rec_batch_size):
-                part = crops[start:start + s.rec_batch_size]
+            for start in range(0, len(crops), self.rec_batch):
+                part = crops[start:start + self.rec_batch]
                 if self._lean(self.cls.name):
                     tensor, widths = await asyncio.to_thread(classification.preprocess_u8, part, self.cls)
                 else:
                     tensor, widths = await asyncio.to_thread(classification.preprocess, part, self.cls), None
                 probs = await self._classify(tensor, widths)
                 classification.apply(part, probs, self.cls, s.cls_thresh)
-                crops[start:start + s.rec_batch_size] = part
+                crops[start:start + self.rec_batch] = part
             t3 = time.perf_counter()
             timings["classification"] = (t3 - t2) * 1000
             t2 = t3
 
         batches = await asyncio.to_thread(
-            recognition.plan_batches, crops, self.rec, s.rec_batch_size, s.rec_width_multiple, s.rec_min_width,
-            self._lean(self.rec.name),
+            recognition.plan_batches, crops, self.rec, self.rec_batch, s.rec_width_multiple, s.rec_min_width,
+            self._lean(self.rec.name), self.rec_widths,
         )
         decoded = await asyncio.gather(*(self._recognize(b) for b in batches))
         texts: list[tuple[str, float] | None] = [None] * len(crops)

@@ -92,6 +92,9 @@ class Readiness(BaseModel):
     models: dict[str, str | None]
     backend_ready: bool | None = Field(default=None, description="The inference backend serves now.")
     detail: str | None = None
+    input_shapes: dict[str, list[list[int]]] | None = Field(
+        default=None, description="With shape buckets on: every input shape (batch first) each model can be "
+        "sent, fixed at start-up; null when shapes follow the pages.")
 
 
 # --- the original API (/image_label) -------------------------------------------------------

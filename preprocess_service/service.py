@@ -85,6 +85,10 @@ class OCRService:
     async def ready(self) -> bool:
         return await self.backend.ready()
 
+    def input_shapes(self) -> dict[str, list[list[int]]] | None:
+        """The fixed input shapes of each model (shape buckets), or None."""
+        return self.pipeline.input_shapes()
+
     async def process(self, sources: list[Source], opts: PipelineOptions, *, visualize: bool = False,
                       identity: str | None = None) -> Processed:
         """OCR of every image and PDF page of ``sources``, in order, once admitted.

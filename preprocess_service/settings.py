@@ -127,6 +127,31 @@ class Settings(BaseSettings):
         description="pad recognition batches to at least this width (None: the model's base width, 320)",
     )
     rec_score_thresh: float = Field(default=0.5, ge=0.0, le=1.0)
+
+    # --- shape buckets and cross-request batching (docs/gpu.md) ---
+    shape_buckets: Literal["auto", "on", "off"] = Field(
+        default="auto", description="pad every model input onto a small fixed set of shapes (auto: on with "
+        "Triton and with a GPU provider, off on the CPU, where padding is paid in compute; Triton needs "
+        "equal shapes to batch, so it refuses off)")
+    det_canvases: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["320x320", "320x960", "640x960", "960x960"],
+        description="detection canvases HxW (multiples of 32): each page is scaled as usual, then padded "
+        "onto the smallest canvas it fits (or scaled down into the largest)")
+    det_batch_sizes: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [1, 2], description="pages per detection run, padded up to one of these")
+    rec_width_buckets: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [320, 640, 1280, 3200],
+        description="recognition batch widths (px at model height); wider lines are squeezed into the last")
+    rec_batch_sizes: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [1, 2, 4, 16],
+        description="rows per recognition or orientation run, padded up to one of these (padding rows dropped)")
+    batch_delay_us: int = Field(
+        default=0, ge=0, le=100_000, description="cross-request batcher (embedded backend, with shape buckets): "
+        "a model call waits up to this long for calls of the same shape from other requests, merged up to the "
+        "largest batch size (0: off, each request runs alone)")
+    warmup_buckets: Literal["auto", "on", "off"] = Field(
+        default="auto", description="run every shape once at start, before the pod is ready (auto: on with a "
+        "GPU provider of the embedded backend, where a new shape costs a cuDNN plan)")
     cls_thresh: float = Field(default=0.9, ge=0.0, le=1.0)
 
     # --- backpressure, deadlines, shutdown ---
@@ -177,7 +202,8 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     workers: int = Field(default=1, ge=1, le=64, description="server processes (metrics aggregate across them)")
 
-    @field_validator("api_tokens", "ort_providers", "cors_origins", "url_allowed_hosts", mode="before")
+    @field_validator("api_tokens", "ort_providers", "cors_origins", "url_allowed_hosts", "det_canvases",
+                     "det_batch_sizes", "rec_width_buckets", "rec_batch_sizes", mode="before")
     @classmethod
     def _split_commas(cls, v):
         """Lists arrive from the environment as comma-separated strings."""
@@ -191,6 +217,35 @@ class Settings(BaseSettings):
         if v not in MODEL_SETS:
             raise ValueError(f"unknown model set {v!r}; choose one of {', '.join(sorted(MODEL_SETS))}")
         return v
+
+    @field_validator("det_canvases")
+    @classmethod
+    def _canvases(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one detection canvas is needed")
+        for item in v:
+            h, sep, w = item.lower().partition("x")
+            if not (sep and h.isdigit() and w.isdigit() and int(h) >= 32 and int(w) >= 32
+                    and int(h) % 32 == 0 and int(w) % 32 == 0):
+                raise ValueError(f"detection canvas {item!r} is not HxW with both sides multiples of 32 (>= 32)")
+        return [item.lower() for item in v]
+
+    @field_validator("det_batch_sizes", "rec_width_buckets", "rec_batch_sizes")
+    @classmethod
+    def _sizes(cls, v: list[int]) -> list[int]:
+        if not v or min(v) < 1:
+            raise ValueError("needs at least one size, each >= 1")
+        return sorted(set(v))
+
+    @model_validator(mode="after")
+    def _buckets_where_needed(self):
+        if self.backend == "triton" and self.shape_buckets == "off":
+            raise ValueError("OCR_SHAPE_BUCKETS=off with OCR_BACKEND=triton: Triton batches only equal shapes "
+                             "(and a GPU plans per shape), so the Triton backend always pads onto buckets")
+        if self.gpu_asked and MODEL_SETS[self.model_set].cpu_only and not (self.det_model and self.rec_model):
+            raise ValueError(f"model set {self.model_set} is quantised for CPUs; with a GPU provider choose a "
+                             "GPU set (ppocrv6_small, ppocrv6_small_fp16)")
+        return self
 
     @model_validator(mode="after")
     def _need_a_token_source(self):
@@ -207,6 +262,31 @@ class Settings(BaseSettings):
         chosen = MODEL_SETS[self.model_set].folders()
         return {"det": self.det_model or chosen["det"], "rec": self.rec_model or chosen["rec"],
                 "cls": self.cls_model or chosen["cls"]}
+
+    @property
+    def gpu_asked(self) -> bool:
+        """The embedded backend's first provider is a GPU one (CUDA, TensorRT)."""
+        return self.backend == "onnxruntime" and bool(self.ort_providers) and \
+            self.ort_providers[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+    @property
+    def buckets_on(self) -> bool:
+        """Model inputs padded onto fixed shapes (see ``shape_buckets``)."""
+        if self.shape_buckets == "auto":
+            return self.backend == "triton" or self.gpu_asked
+        return self.shape_buckets == "on"
+
+    @property
+    def warmup_every_bucket(self) -> bool:
+        if self.warmup_buckets == "auto":
+            return self.buckets_on and self.gpu_asked
+        return self.warmup_buckets == "on" and self.buckets_on
+
+    @property
+    def canvases(self) -> tuple[tuple[int, int], ...]:
+        """Detection canvases as (H, W), smallest area first."""
+        pairs = {(int(h), int(w)) for h, w in (c.split("x") for c in self.det_canvases)}
+        return tuple(sorted(pairs, key=lambda p: (p[0] * p[1], p)))
 
     @property
     def orientation_default(self) -> bool:

@@ -60,7 +60,8 @@ def prepare(venv: Path, workdir: Path) -> tuple[list[str], dict[str, str]]:
     return [str(bundled / "bin" / "tritonserver"), f"--backend-directory={backends}"], env
 
 
-def server_args(repository: Path, http_port: int, grpc_port: int, metrics_port: int, models: list[str] | None) -> list[str]:
+def server_args(repository: Path, http_port: int, grpc_port: int, metrics_port: int, models: list[str] | None,
+                extra: list[str] | None = None) -> list[str]:
     args = [
         f"--model-repository={repository.resolve()}",
         "--http-address=127.0.0.1", f"--http-port={http_port}",
@@ -73,7 +74,7 @@ def server_args(repository: Path, http_port: int, grpc_port: int, metrics_port: 
     if models:
         args.append("--model-control-mode=explicit")
         args += [f"--load-model={m}" for m in models]
-    return args
+    return args + list(extra or [])
 
 
 class LocalTriton:
@@ -81,8 +82,9 @@ class LocalTriton:
 
     def __init__(self, venv: Path, workdir: Path, repository: Path = ROOT / "model_repository",
                  http_port: int = 8000, grpc_port: int = 8001, metrics_port: int = 8002,
-                 models: list[str] | None = None, log_path: Path | None = None):
+                 models: list[str] | None = None, log_path: Path | None = None, extra_args: list[str] | None = None):
         self.venv, self.workdir, self.repository = Path(venv), Path(workdir), Path(repository)
+        self.extra_args = list(extra_args or [])  # more tritonserver flags (e.g. --model-config-name=gpu)
         self.http_port, self.grpc_port, self.metrics_port = http_port, grpc_port, metrics_port
         self.models = models
         self.log_path = log_path or (self.workdir / "triton.log")
@@ -106,7 +108,8 @@ class LocalTriton:
     def start(self, timeout: float = 180.0) -> LocalTriton:
         self.workdir.mkdir(parents=True, exist_ok=True)
         prefix, env = prepare(self.venv, self.workdir)
-        cmd = prefix + server_args(self.repository, self.http_port, self.grpc_port, self.metrics_port, self.models)
+        cmd = prefix + server_args(self.repository, self.http_port, self.grpc_port, self.metrics_port, self.models,
+                                   self.extra_args)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()

@@ -7,6 +7,22 @@ from .base import InferenceBackend, ModelIO, request_deadline
 
 
 def create_backend(settings: Settings) -> InferenceBackend:
+    """The configured backend; with shape buckets on, behind a ``BucketedBackend`` that pads each
+    model's batches to the allowed sizes (and, in-process, batches across requests)."""
+    backend = _backend(settings)
+    if not settings.buckets_on:
+        return backend
+    from .batching import BucketedBackend
+
+    names = settings.model_names
+    sizes = {names["det"]: tuple(settings.det_batch_sizes), names["rec"]: tuple(settings.rec_batch_sizes)}
+    if names["cls"]:
+        sizes[names["cls"]] = tuple(settings.rec_batch_sizes)
+    # Triton batches across requests itself: in front of it only the padding
+    return BucketedBackend(backend, sizes, 0 if backend.remote else settings.batch_delay_us)
+
+
+def _backend(settings: Settings) -> InferenceBackend:
     if settings.backend == "onnxruntime":
         from .onnxruntime_backend import CudaOptions, OnnxRuntimeBackend
 

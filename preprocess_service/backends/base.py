@@ -21,6 +21,10 @@ from ..errors import DeadlineExceeded
 # left as the request's queue timeout, so work nobody waits for any more is never run. Tasks
 # copy it when they are created: set it before creating the request's task.
 request_deadline: ContextVar[float | None] = ContextVar("request_deadline", default=None)
+# Which page a model call belongs to (any object; set by the pipeline for each page it reads):
+# a cross-request batcher merges calls of different pages only, so that one page's own batches
+# keep running side by side.
+call_origin: ContextVar[object | None] = ContextVar("call_origin", default=None)
 
 
 def check_deadline(deadline: float | None, model: str) -> None:

@@ -40,6 +40,10 @@ class DetInput:
     ratio_w: float
     src_h: int
     src_w: int
+    # the resized image's size inside the tensor: smaller than the tensor when it was padded onto a
+    # canvas (the probability map beyond it is padding and is cropped off)
+    valid_h: int = 0
+    valid_w: int = 0
 
 
 def resized_shape(h: int, w: int, policy: ResizePolicy) -> tuple[int, int]:
@@ -54,6 +58,31 @@ def resized_shape(h: int, w: int, policy: ResizePolicy) -> tuple[int, int]:
     rh = max(32, int(round(h * ratio / 32)) * 32)
     rw = max(32, int(round(w * ratio / 32)) * 32)
     return rh, rw
+
+
+Canvas = tuple[int, int]  # (H, W), both multiples of 32
+
+
+def fit_canvas(rh: int, rw: int, canvases: tuple[Canvas, ...]) -> tuple[Canvas, tuple[int, int]]:
+    """The canvas a resized (rh, rw) image is padded onto, and the image's size on it.
+
+    The smallest canvas (by area) that holds it; when none does, the one it fits best after
+    scaling down (the largest scale), and the image scaled down into it, keeping its aspect
+    ratio and multiples of 32. A GPU plans per input shape and Triton batches only equal
+    shapes: this keeps detection's input shapes to the canvases, whatever the pages."""
+    fits = [c for c in canvases if c[0] >= rh and c[1] >= rw]
+    if fits:
+        return min(fits, key=lambda c: (c[0] * c[1], c)), (rh, rw)
+    canvas = max(canvases, key=lambda c: (min(c[0] / rh, c[1] / rw), -c[0] * c[1]))
+    scale = min(canvas[0] / rh, canvas[1] / rw)
+    nh = min(canvas[0], max(32, int(rh * scale) // 32 * 32))
+    nw = min(canvas[1], max(32, int(rw * scale) // 32 * 32))
+    return canvas, (nh, nw)
+
+
+def pad_pixel(norm: Normalization) -> np.ndarray:
+    """The uint8 pixel that normalises to (about) zero: what padding is, to the model, in float."""
+    return np.clip(np.round(np.asarray(norm.mean, dtype=np.float64) / norm.scale), 0, 255).astype(np.uint8)
 
 
 def norm_coeffs(norm: Normalization) -> tuple[np.ndarray, np.ndarray]:
@@ -74,14 +103,32 @@ def normalize_to_chw(img: np.ndarray, norm: Normalization) -> np.ndarray:
     return out
 
 
-def preprocess(img: np.ndarray, spec: DetSpec, policy: ResizePolicy, uint8: bool = False) -> DetInput:
+def preprocess(img: np.ndarray, spec: DetSpec, policy: ResizePolicy, uint8: bool = False,
+               canvases: tuple[Canvas, ...] = ()) -> DetInput:
     """The resized image as the model's input: normalised float32 CHW, or (``uint8``) the resized
-    pixels themselves for a model that normalises in its own input head (a quarter of the bytes)."""
+    pixels themselves for a model that normalises in its own input head (a quarter of the bytes).
+
+    With ``canvases`` (shape buckets) the resized image is placed top-left on its canvas
+    (``fit_canvas``), the rest filled with what normalises to zero."""
     h, w = img.shape[:2]
     rh, rw = resized_shape(h, w, policy)
+    canvas = (rh, rw)
+    if canvases:
+        canvas, (rh, rw) = fit_canvas(rh, rw, canvases)
     resized = img if (rh, rw) == (h, w) else cv2.resize(img, (rw, rh), interpolation=cv2.INTER_LINEAR)
-    tensor = np.ascontiguousarray(resized)[None] if uint8 else normalize_to_chw(resized, spec.norm)[None]
-    return DetInput(tensor=tensor, ratio_h=rh / h, ratio_w=rw / w, src_h=h, src_w=w)
+    if canvas != (rh, rw):
+        placed = np.empty(canvas + (3,), dtype=np.uint8)
+        placed[...] = pad_pixel(spec.norm)
+        placed[:rh, :rw] = resized
+        if uint8:
+            tensor = placed[None]
+        else:
+            tensor = normalize_to_chw(placed, spec.norm)[None]
+            tensor[:, :, rh:, :] = 0
+            tensor[:, :, :, rw:] = 0
+    else:
+        tensor = np.ascontiguousarray(resized)[None] if uint8 else normalize_to_chw(resized, spec.norm)[None]
+    return DetInput(tensor=tensor, ratio_h=rh / h, ratio_w=rw / w, src_h=h, src_w=w, valid_h=rh, valid_w=rw)
 
 
 def db_params(spec: DetSpec, thresh=None, box_thresh=None, unclip_ratio=None, max_candidates=None) -> DBParams:
@@ -141,6 +188,8 @@ def unclip(box: np.ndarray, ratio: float) -> np.ndarray | None:
 
 def boxes_from_prob(prob: np.ndarray, det_in: DetInput, params: DBParams) -> tuple[list[np.ndarray], list[float]]:
     """DB post-processing of one (H', W') probability map; boxes in source-image pixels."""
+    if det_in.valid_h and (prob.shape[0] > det_in.valid_h or prob.shape[1] > det_in.valid_w):
+        prob = prob[:det_in.valid_h, :det_in.valid_w]  # the canvas's padding
     bitmap = (prob > params.thresh).astype(np.uint8)
     contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
     boxes: list[np.ndarray] = []

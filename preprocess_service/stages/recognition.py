@@ -32,33 +32,58 @@ def batch_width(ratios: list[float], spec: RecSpec, multiple: int = 0, min_width
     return min(spec.max_width, width)
 
 
+def width_bucket(width: int, buckets: tuple[int, ...]) -> int:
+    """The smallest bucket that holds ``width``; the largest when none does (the crop is squeezed)."""
+    for b in buckets:
+        if b >= width:
+            return b
+    return buckets[-1]
+
+
 def plan_batches(crops: list[np.ndarray], spec: RecSpec, batch_size: int, width_multiple: int = 0,
-                 min_width: int | None = None, uint8: bool = False) -> list[RecBatch]:
+                 min_width: int | None = None, uint8: bool = False,
+                 width_buckets: tuple[int, ...] = ()) -> list[RecBatch]:
     """Crops sorted by aspect ratio, cut into batches, each padded to its widest crop: with zeros
     after normalising (float32), or (``uint8``) as raw pixels with each row's valid width, for a
-    model whose input head normalises and zeroes the padding itself."""
+    model whose input head normalises and zeroes the padding itself.
+
+    With ``width_buckets`` (shape buckets) every batch is exactly one bucket wide: crops are
+    grouped by the bucket their width needs, then cut into batches, so a batch's width is one of
+    a few fixed values instead of its widest crop's."""
     h = spec.image_height
     ratios = [c.shape[1] / max(c.shape[0], 1) for c in crops]
     order = sorted(range(len(crops)), key=lambda i: ratios[i])
-    batches = []
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        width = batch_width([ratios[i] for i in idx], spec, width_multiple, min_width)
+    groups: list[tuple[list[int], int]] = []
+    if width_buckets:
+        floor = spec.base_width if min_width is None else max(min_width, 1)
+        by_bucket: dict[int, list[int]] = {}
+        for i in order:
+            need = max(floor, int(math.ceil(h * ratios[i])))
+            by_bucket.setdefault(width_bucket(need, width_buckets), []).append(i)
+        for width, members in sorted(by_bucket.items()):
+            groups += [(members[s:s + batch_size], width) for s in range(0, len(members), batch_size)]
+    else:
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            groups.append((idx, batch_width([ratios[i] for i in idx], spec, width_multiple, min_width)))
+    return [_batch(crops, ratios, idx, width, h, uint8) for idx, width in groups]
+
+
+def _batch(crops: list[np.ndarray], ratios: list[float], idx: list[int], width: int, h: int, uint8: bool) -> RecBatch:
+    if uint8:
+        tensor = np.zeros((len(idx), h, width, 3), dtype=np.uint8)
+        widths = np.zeros((len(idx), 1), dtype=np.int64)
+    else:
+        tensor = np.zeros((len(idx), 3, h, width), dtype=np.float32)
+    for row, i in enumerate(idx):
+        rw = max(1, min(width, int(math.ceil(h * ratios[i]))))
+        resized = cv2.resize(crops[i], (rw, h), interpolation=cv2.INTER_LINEAR)
         if uint8:
-            tensor = np.zeros((len(idx), h, width, 3), dtype=np.uint8)
-            widths = np.zeros((len(idx), 1), dtype=np.int64)
+            tensor[row, :, :rw] = resized
+            widths[row, 0] = rw
         else:
-            tensor = np.zeros((len(idx), 3, h, width), dtype=np.float32)
-        for row, i in enumerate(idx):
-            rw = max(1, min(width, int(math.ceil(h * ratios[i]))))
-            resized = cv2.resize(crops[i], (rw, h), interpolation=cv2.INTER_LINEAR)
-            if uint8:
-                tensor[row, :, :rw] = resized
-                widths[row, 0] = rw
-            else:
-                tensor[row, :, :, :rw] = normalize_to_chw(resized, REC_NORM)
-        batches.append(RecBatch(indices=idx, tensor=tensor, widths=widths if uint8 else None))
-    return batches
+            tensor[row, :, :, :rw] = normalize_to_chw(resized, REC_NORM)
+    return RecBatch(indices=idx, tensor=tensor, widths=widths if uint8 else None)
 
 
 def ctc_decode(probs: np.ndarray, charset: tuple[str, ...]) -> list[tuple[str, float]]:

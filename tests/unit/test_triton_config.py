@@ -10,6 +10,7 @@ against max_batch_size, inference.yml and the widths the service really sends.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import shutil
 from pathlib import Path
@@ -22,6 +23,7 @@ from export_scripts import triton_config as tc
 from export_scripts.fetch_models import MODELS
 from preprocess_service.backends import create_backend
 from preprocess_service.backends import onnxruntime_backend as ortb
+from preprocess_service.backends.batching import BucketedBackend
 from preprocess_service.backends.onnxruntime_backend import CudaOptions, OnnxRuntimeBackend
 from preprocess_service.model_spec import RecSpec, load_spec
 from preprocess_service.settings import Settings
@@ -188,8 +190,10 @@ GPU_FIRST = ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 def test_embedded_backend_gives_onnxruntime_the_cuda_options(repository):
     s = Settings(api_tokens="x", ort_providers="CUDAExecutionProvider,CPUExecutionProvider",
-                 ort_cuda_gpu_mem_limit_mib=1024)
-    backend = create_backend(s)
+                 ort_cuda_gpu_mem_limit_mib=1024, model_set="ppocrv6_small")
+    bucketed = create_backend(s)  # CUDA first: shape buckets on, in front of the backend
+    assert isinstance(bucketed, BucketedBackend)
+    backend = bucketed.inner
     assert isinstance(backend, OnnxRuntimeBackend)
     on_gpu = backend.session_providers({"CUDAExecutionProvider", "CPUExecutionProvider"})
     assert on_gpu == [
@@ -368,6 +372,7 @@ def test_tensorrt_is_off_by_default_and_switched_on_by_the_flag(repository, tmp_
         (copy / name / "1" / "model.onnx").symlink_to(repository / name / "1" / "model.onnx")
         shutil.copy(repository / name / "inference.yml", copy / name)
         shutil.copy(repository / name / "config.pbtxt", copy / name)
+        shutil.copytree(repository / name / "configs", copy / name / "configs")
     args = ["--repository", str(copy), "--models", "ppocrv6_small_det", "ppocrv6_small_rec"]
     assert tc.main(args + ["--check"]) == 0  # the committed configs, unchanged
     assert tc.main(args + ["--tensorrt", "--check"]) == 1  # would change: nothing written
@@ -409,3 +414,49 @@ def test_profile_refuses_ranges_that_do_not_fit_the_model():
 def _fix(yml: dict) -> dict:
     shapes = yml["Hpi"]["backend_configs"]["tensorrt"]["dynamic_shapes"]["x"]
     return {"Hpi": {"backend_configs": {"tensorrt": {"dynamic_shapes": {"x": [[s[0], 3, 48, s[3]] for s in shapes]}}}}}
+
+
+# --- GPU nodes: configs/gpu.pbtxt ------------------------------------------------------------
+
+GPU_FOLDERS = sorted(n for n in tc.repository_kinds() if not n.endswith(tc.CPU_ONLY_SUFFIX))
+
+
+def test_every_folder_but_the_cpu_only_ones_has_a_gpu_config(repository):
+    kinds = tc.repository_kinds()
+    for name in kinds:
+        present = (repository / name / "configs" / "gpu.pbtxt").exists()
+        assert present == (name in GPU_FOLDERS), name
+    assert "ppocrv6_small_det_int8" in kinds and "ppocrv6_small_rec_fp16" in GPU_FOLDERS
+
+
+@pytest.mark.parametrize("name", GPU_FOLDERS)
+def test_gpu_config_is_kind_gpu_with_the_services_batch_sizes_and_every_shape_warmed(repository, name):
+    """KIND_GPU (no silent CPU fallback), batch sizes = the service's bucket batch sizes, and one
+    warm-up request per input shape the service can send (Pipeline.input_shapes with buckets on)."""
+    from preprocess_service.pipeline import Pipeline
+
+    kind = tc.repository_kinds()[name]
+    cfg = parse((repository / name / "configs" / "gpu.pbtxt").read_text())
+    assert cfg.name == name
+    assert [g.kind for g in cfg.instance_group] == [PB.ModelInstanceGroup.KIND_GPU]
+    role = {"det": {"det_model": name}, "rec": {"rec_model": name},
+            "cls": {"cls_model": name, "use_textline_orientation": True}}[kind]
+    settings = Settings(api_tokens="unit-test-token-0123456789", shape_buckets="on",  # type: ignore[arg-type]
+                        model_set="ppocrv6_small", **role)
+    sizes = settings.det_batch_sizes if kind == "det" else settings.rec_batch_sizes
+    assert list(cfg.dynamic_batching.preferred_batch_size) == sizes and cfg.max_batch_size == max(sizes)
+    warmed = sorted([w.batch_size, *w.inputs[cfg.input[0].name].dims] for w in cfg.model_warmup)
+    pipe = asyncio.run(Pipeline.create(settings, create_backend(settings)))
+    assert warmed == sorted(pipe.input_shapes()[name])
+    assert _accelerators(cfg)["cuda"]["cudnn_conv_algo_search"] == "HEURISTIC"
+
+
+def test_gpu_config_tensorrt_profile_spans_the_buckets(repository):
+    opts = tc.ConfigOptions(tensorrt=tc.TensorRTOptions())
+    folder = repository / "ppocrv6_small_det"
+    cfg = parse(tc.render_gpu_folder(folder, "det", opts))
+    trt = _accelerators(cfg)["tensorrt"]
+    assert _shape_list(trt["trt_profile_max_shapes"])["x"] == (2, 960, 960, 3)
+    rec = parse(tc.render_gpu_folder(repository / "ppocrv6_small_rec", "rec", opts))
+    hi = _shape_list(_accelerators(rec)["tensorrt"]["trt_profile_max_shapes"])["x"]
+    assert hi[0] == 16 and hi[2] >= 3200

@@ -257,7 +257,7 @@ quantised from. */}}
 
 {{/* The models each model set loads on Triton. */}}
 {{- define "ocr.tritonModels" -}}
-{{- $models := dict "ppocrv6_small_int8" (list "ppocrv6_small_det_int8" "ppocrv6_small_rec_int8" "ppocr_textline_cls") "ppocrv6_small_int8rec" (list "ppocrv6_small_det" "ppocrv6_small_rec_int8" "ppocr_textline_cls") "ppocrv6_small" (list "ppocrv6_small_det" "ppocrv6_small_rec" "ppocr_textline_cls") "ppocrv6_tiny" (list "ppocrv6_tiny_det" "ppocrv6_tiny_rec" "ppocr_textline_cls") "ppocrv5_mobile" (list "ppocrv5_mobile_det" "ppocrv5_mobile_rec" "ppocr_textline_cls") -}}
+{{- $models := dict "ppocrv6_small_int8" (list "ppocrv6_small_det_int8" "ppocrv6_small_rec_int8" "ppocr_textline_cls") "ppocrv6_small_int8rec" (list "ppocrv6_small_det" "ppocrv6_small_rec_int8" "ppocr_textline_cls") "ppocrv6_small" (list "ppocrv6_small_det" "ppocrv6_small_rec" "ppocr_textline_cls") "ppocrv6_small_fp16" (list "ppocrv6_small_det_fp16" "ppocrv6_small_rec_fp16" "ppocr_textline_cls") "ppocrv6_tiny" (list "ppocrv6_tiny_det" "ppocrv6_tiny_rec" "ppocr_textline_cls") "ppocrv5_mobile" (list "ppocrv5_mobile_det" "ppocrv5_mobile_rec" "ppocr_textline_cls") -}}
 {{- toYaml (get $models (include "ocr.modelSet" .)) -}}
 {{- end }}
 
@@ -300,6 +300,11 @@ quantised from. */}}
     {{- end }}
     - --strict-readiness=true
     - --exit-timeout-secs=30
+    {{- if gt (int $t.gpus) 0 }}
+    # configs/gpu.pbtxt of each model: KIND_GPU (a CUDA failure fails the load, never a silent CPU
+    # fallback), batch sizes and warm-up shapes from the service's shape buckets
+    - --model-config-name=gpu
+    {{- end }}
     {{- range $t.extraArgs }}
     - {{ . | quote }}
     {{- end }}

@@ -37,10 +37,11 @@ async def readyz(ctx: Context) -> JSONResponse:
         return _readiness(False, s.backend, models, False, "loading models", 503)
     up = await service.ready()
     detail = None if up else "the inference backend is not serving: OCR requests get 503 backend_unavailable"
-    return _readiness(True, service.backend.name, service.model_names, up, detail, 200)
+    return _readiness(True, service.backend.name, service.model_names, up, detail, 200, service.input_shapes())
 
 
 def _readiness(ready: bool, backend: str, models: dict[str, str | None], backend_ready: bool | None,
-               detail: str | None, status: int) -> JSONResponse:
-    body = Readiness(ready=ready, backend=backend, models=models, backend_ready=backend_ready, detail=detail)
+               detail: str | None, status: int, shapes: dict[str, list[list[int]]] | None = None) -> JSONResponse:
+    body = Readiness(ready=ready, backend=backend, models=models, backend_ready=backend_ready, detail=detail,
+                     input_shapes=shapes)
     return JSONResponse(body.model_dump(), status_code=status)
