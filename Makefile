@@ -41,7 +41,7 @@ FASTPADDLE_VENV ?= .venv-fastpaddle
 FASTPADDLE_STAMP := $(FASTPADDLE_VENV)/.deps-stamp
 BENCH_ARGS ?=
 
-.PHONY: help setup serve-setup serve-venv venv models serve-models lint docs docs-check setup-footprint fonts cjk-fonts prometheus browser k8s-tools serve test eval reference rapidocr-venv fastpaddle-venv bench levers triton triton-venv image test-image image-gpu test-image-gpu clean hostile int8
+.PHONY: gpu-stage help setup serve-setup serve-venv venv models serve-models lint docs docs-check setup-footprint fonts cjk-fonts prometheus browser k8s-tools serve test eval reference rapidocr-venv fastpaddle-venv bench levers triton triton-venv image test-image image-gpu test-image-gpu clean hostile int8
 
 help:
 	@echo "make serve   start the service on $(HOST):$(PORT) (HOST/PORT override), embedded onnxruntime backend"
@@ -188,6 +188,12 @@ fastpaddle-venv: $(FASTPADDLE_STAMP)
 # Side by side, one run: prints a table, writes bench/results.json and bench/results.png.
 bench: setup fonts reference rapidocr-venv fastpaddle-venv triton-venv
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# Everything the GPU machine lacks for the GPU benchmark (docs/gpu.md): onnxruntime-gpu and the
+# other Python 3.12 wheels, the float32 and FP16 models, the images, in loads of at most 56 MiB
+# under .gpu-stage/ with a sha256 manifest; .gpu-stage/calls.txt lists the device commands.
+gpu-stage: setup fonts
+	$(PY) -m bench.gpu_stage
 
 levers: setup fonts
 	$(PY) -m bench.levers $(BENCH_ARGS)

@@ -190,6 +190,22 @@ def compare(model_set: str, items: list[BenchItem]) -> dict:
     return row
 
 
+def compare_fp16(items: list[BenchItem]) -> dict:
+    """The FP16 set against the float set it was converted from, both with buckets on (as on a
+    GPU), on onnxruntime's CPU provider: the accuracy rule, and the text image by image."""
+    common = {"api_tokens": "unused-in-process", "shape_buckets": "on"}
+    full = read_all(Settings(model_set="ppocrv6_small", **common), items)  # type: ignore[arg-type]
+    half = read_all(Settings(model_set="ppocrv6_small_fp16", **common), items)  # type: ignore[arg-type]
+    row = {name: {"cer": r.cer, "mean_image_cer": r.mean_image_cer, "labels_exact": r.labels_exact}
+           for name, r in (("ppocrv6_small", full), ("ppocrv6_small_fp16", half))}
+    row["same_text_images"] = sum(full.texts[k] == half.texts[k] for k in full.texts)
+    row["cer_delta"] = round(half.cer - full.cer, 4)
+    row["mean_image_cer_delta"] = round(half.mean_image_cer - full.mean_image_cer, 4)
+    row["within_rule"] = bool(row["cer_delta"] <= MAX_CER_DELTA and row["mean_image_cer_delta"] <= MAX_MEAN_CER_DELTA
+                              and (half.labels_exact or not full.labels_exact))
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.run import command_line, machine
 
@@ -217,6 +233,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['cer']:7.4f} {r['mean_image_cer']:9.4f} {str(r['labels_exact']):7} {r['seconds']}")
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    doc["fp16"] = fp16 = compare_fp16(items)
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"fp16 against float32 (buckets on): CER {fp16['ppocrv6_small_fp16']['cer']:.4f} against "
+          f"{fp16['ppocrv6_small']['cer']:.4f}, {fp16['same_text_images']}/{len(items)} images read the same, "
+          f"within the rule: {fp16['within_rule']}")
     print(f"-> {args.out}")
     return 0
 

@@ -40,6 +40,9 @@ WRITTEN_BY = {
     "triton-vs-embedded.json": "python -m bench.pairs --out docs/artifacts/triton-vs-embedded.json "
                                "embedded=onnxruntime ours-triton=triton",
     "det-threads.json": "python -m bench.pairs (the command is in the artifact)",
+    "shape-buckets.json": "python -m bench.shapes",
+    "batcher.json": "python -m bench.batcher",
+    "gpu-bench.json": "bash bench/gpu_run.sh on a GPU machine, from the loads of make gpu-stage (docs/gpu.md)",
 }
 # a folder beside the repository that a user's clone does not have (spelled so that this file
 # itself does not name it)
@@ -452,6 +455,87 @@ def capacity(a: Artifacts) -> str:
             f"Cores = pages/s x CPU ms per page / 1000; bandwidth = pages/s x bytes per page x 8.\n")
 
 
+def shape_buckets(a: Artifacts) -> str:
+    d = a["shape-buckets.json"]
+    rows = []
+    for r in d["rows"]:
+        for k in ("off", "on"):
+            x = r[k]
+            rows.append([r["model_set"], k, x["distinct_shapes"].get("det", 0), x["distinct_shapes"].get("rec", 0),
+                         f"{x['cer']:.4f}", f"{x['mean_image_cer']:.4f}", "yes" if x["labels_exact"] else "no",
+                         f"{x['seconds']:.1f}"])
+    verdicts = "; ".join(f"{r['model_set']}: CER {r['cer_delta']:+.4f}, mean per-image CER "
+                         f"{r['mean_image_cer_delta']:+.4f}, {r['same_text_images']}/{d['images']} images read the "
+                         f"same, {'within' if r['within_rule'] else 'outside'} the rule, "
+                         f"{'within' if r['within_shape_targets'] else 'over'} the shape targets" for r in d["rows"])
+    s = d["settings"]
+    return (f"Measured on {machine(d['machine'])}, {d['date']} (`{d['command']}`, artifact "
+            f"`docs/artifacts/shape-buckets.json`): {d['images']} images (the evaluation set, the benchmark's "
+            f"rendered labels, held-out labels and evaluation pages scaled to random sizes), in-process, one page "
+            f"at a time, distinct input shapes per model as the model received them. Buckets: canvases "
+            f"{', '.join(s['det_canvases'])}; detection batch sizes {s['det_batch_sizes']}; recognition widths "
+            f"{s['rec_width_buckets']}; batch sizes {s['rec_batch_sizes']}; `OCR_REC_BATCH_SIZE` "
+            f"{s['rec_batch_size']}. Targets: detection at most {d['targets']['det']} shapes, recognition at most "
+            f"{d['targets']['rec']}.\n\n"
+            + table(["model set", "buckets", "det shapes", "rec shapes", "CER", "mean image CER", "labels exact",
+                     "seconds, one at a time"], rows)
+            + f"\n\nBuckets on against off: {verdicts}.\n")
+
+
+def fp16_accuracy(a: Artifacts) -> str:
+    d = a["shape-buckets.json"]
+    f = d["fp16"]
+    full, half = f["ppocrv6_small"], f["ppocrv6_small_fp16"]
+    return (f"On onnxruntime's CPU provider ({machine(d['machine'])}, {d['date']}, `{d['command']}`, artifact "
+            f"`docs/artifacts/shape-buckets.json`), both with buckets on, over the same {d['images']} images: "
+            f"float32 CER {full['cer']:.4f} (mean per image {full['mean_image_cer']:.4f}), FP16 CER "
+            f"{half['cer']:.4f} ({half['mean_image_cer']:.4f}); {f['same_text_images']}/{d['images']} images read "
+            f"exactly the same; {'within' if f['within_rule'] else 'outside'} the accuracy rule.\n")
+
+
+def batcher(a: Artifacts) -> str:
+    d = a["batcher.json"]
+    rows = []
+    for name, v in d["variants"].items():
+        for c in d["levels"]:
+            m = v["median"][str(c)]
+            rows.append([name, c, f"{m['images_per_s']:.2f}", f"{m['p50_ms']:.0f}", f"{m['p95_ms']:.0f}",
+                         f"{m['ratio_to_baseline']:.2f}x"])
+    return (f"The real HTTP service, embedded onnxruntime on {machine(d['machine'])}, {d['date'][:10]} "
+            f"(`{d['command']}`, artifact `docs/artifacts/batcher.json`): {d['images']} images at each level, "
+            f"variants taking turns, {d['repeats']} repeats, medians; batcher delay {d['delay_us']} µs; model set "
+            f"`{d['model_set']}`.\n\n"
+            + table(["variant", "concurrency", "img/s", "p50 ms", "p95 ms", f"vs {d['baseline']}"], rows) + "\n")
+
+
+def gpu_bench(a: Artifacts) -> str:
+    if not (a.root / ARTIFACTS / "gpu-bench.json").exists():
+        return ("No GPU run is recorded yet: there is no `gpu-bench.json` in `docs/artifacts/`. Every GPU figure of "
+                "these docs is rendered from it once `bash bench/gpu_run.sh` has run on a GPU machine "
+                "([gpu.md](gpu.md#the-gpu-benchmark)).\n")
+    d = a["gpu-bench.json"]
+    env = d["environment"]
+    rows = []
+    for name, v in d.get("variants", {}).items():
+        if isinstance(v, str):
+            rows.append([name, "-", v, "", "", "", ""])
+            continue
+        for c, lv in v["levels"].items():
+            if isinstance(lv, str):
+                rows.append([name, c, lv, "", "", "", ""])
+                continue
+            rows.append([name, c, f"{lv['img_s']:.1f}", f"{lv['p50_ms']}", f"{lv['p95_ms']}",
+                         f"{lv['cpu_ms_per_page']}", f"{lv['gpu_busy_pct']}"])
+    procs = d.get("processes")
+    tail = (f" Four processes sharing the GPU: {procs['img_s_total']:.1f} img/s in all, GPU busy "
+            f"{procs['gpu_busy_pct']}%." if isinstance(procs, dict) else "")
+    return (f"{env.get('gpu') or 'no GPU'} (driver {env.get('driver')}), {env['cpu_cores']} cores, onnxruntime "
+            f"{env['onnxruntime']}, {d['measured_at'][:10]}{' (dry run, CPU provider)' if d['dry_run'] else ''}, "
+            f"{d['images']} images (artifact `gpu-bench.json` in `docs/artifacts/`).\n\n"
+            + table(["variant", "concurrency", "img/s", "p50 ms", "p95 ms", "CPU ms/page", "GPU busy %"], rows)
+            + "\n" + tail + "\n")
+
+
 REGIONS = {
     "setup-footprint": setup_footprint,
     "headline": headline,
@@ -474,6 +558,10 @@ REGIONS = {
     "memory-costs": memory_costs,
     "triton-hop": triton_hop,
     "capacity": capacity,
+    "shape-buckets": shape_buckets,
+    "fp16-accuracy": fp16_accuracy,
+    "batcher": batcher,
+    "gpu-bench": gpu_bench,
 }
 
 

@@ -237,6 +237,18 @@ def build_inference_yml(src: ModelSource, zf: zipfile.ZipFile) -> bytes:
     return text.encode("utf-8")
 
 
+def write_derived_folder(repository: Path, name: str, source: str, kind: str, model_bytes: bytes) -> None:
+    """A model folder built from another one (INT8, FP16): its served model, the source's
+    inference.yml and a generated config.pbtxt."""
+    folder = repository / name
+    yml_bytes = (repository / source / "inference.yml").read_bytes()
+    _write_if_changed(folder / "inference.yml", yml_bytes)
+    _write_if_changed(folder / "1" / "model.onnx", model_bytes)
+    yml_doc = yaml.load(yml_bytes, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    cfg = triton_config.render_for_model(name, kind, io.BytesIO(model_bytes), yml_doc)
+    _write_if_changed(folder / "config.pbtxt", cfg.encode("utf-8"))
+
+
 def _write_if_changed(path: Path, data: bytes) -> bool:
     if path.exists() and path.read_bytes() == data:
         return False

@@ -28,16 +28,13 @@ evaluation set); their speed matters on GPUs only (bench/gpu_run.py).
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from export_scripts import fetch_models, input_head, triton_config
+from export_scripts import fetch_models, input_head
 from export_scripts.fetch_models import sha256_bytes, sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,13 +103,7 @@ def generate(repository: Path, cache_dir: Path, accept_new: bool = False, force:
         if digest != target.served_sha256 and not accept_new:
             raise Fp16Error(f"{name}: the converted model has sha256 {digest}, pinned {target.served_sha256} "
                             "(another onnx or onnxconverter-common? --accept-new-sha256 writes it anyway)")
-        folder = repository / name
-        yml_bytes = (repository / target.source / "inference.yml").read_bytes()
-        fetch_models._write_if_changed(folder / "inference.yml", yml_bytes)
-        fetch_models._write_if_changed(folder / "1" / "model.onnx", data)
-        yml_doc = yaml.load(yml_bytes, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        cfg = triton_config.render_for_model(name, target.kind, io.BytesIO(data), yml_doc)
-        fetch_models._write_if_changed(folder / "config.pbtxt", cfg.encode("utf-8"))
+        fetch_models.write_derived_folder(repository, name, target.source, target.kind, data)
         written[name] = digest
         print(f"fp16: {name}: sha256 {digest} ({time.perf_counter() - t0:.1f} s)", flush=True)
     return written

@@ -65,7 +65,6 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
-import io
 import json
 import logging
 import os
@@ -80,9 +79,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from export_scripts import fetch_models, input_head, triton_config
+from export_scripts import fetch_models, input_head
 from export_scripts.fetch_models import FetchError, sha256_bytes, sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -377,13 +375,7 @@ def generate(repository: Path, names: list[str], cache_dir: Path, accept_new: bo
         if digest != target.served_sha256 and not accept_new:
             raise QuantizeError(f"{name}: the quantised model has sha256 {digest}, pinned {target.served_sha256 or '(none)'} "
                                 "(other ranges, recipe, onnx or onnxruntime? --accept-new-sha256 writes it anyway)")
-        folder = repository / name
-        yml_bytes = (repository / target.source / "inference.yml").read_bytes()
-        fetch_models._write_if_changed(folder / "inference.yml", yml_bytes)
-        fetch_models._write_if_changed(folder / "1" / "model.onnx", data)
-        yml_doc = yaml.load(yml_bytes, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        cfg = triton_config.render_for_model(name, target.kind, io.BytesIO(data), yml_doc)
-        fetch_models._write_if_changed(folder / "config.pbtxt", cfg.encode("utf-8"))
+        fetch_models.write_derived_folder(repository, name, target.source, target.kind, data)
         written[name] = digest
         print(f"quantize: {name}: sha256 {digest} ({time.perf_counter() - t0:.0f} s)", flush=True)
     return written

@@ -181,6 +181,12 @@ def read_io(model: str | Path | BinaryIO | bytes) -> tuple[list[TensorDecl], lis
     return [decl(a) for a in sess.get_inputs()], [decl(a) for a in sess.get_outputs()]
 
 
+def _model_block(name: str, max_batch_size: int, inputs: list[TensorDecl], outputs: list[TensorDecl]) -> str:
+    """Name, backend, batch size and the tensors: what every config of a model says first."""
+    return (f'name: "{name}"\nbackend: "onnxruntime"\nmax_batch_size: {max_batch_size}\n'
+            + _tensor_block("input", inputs) + _tensor_block("output", outputs))
+
+
 def _tensor_block(label: str, tensors: list[TensorDecl]) -> str:
     items = []
     for t in tensors:
@@ -400,11 +406,7 @@ def render(name: str, kind: str, inputs: list[TensorDecl], outputs: list[TensorD
     return (
         f"# Triton config for {name} ({kind}). Written by export_scripts/triton_config.py from the\n"
         f"# model's own inputs and outputs; pre/post-processing settings live in inference.yml.\n"
-        f'name: "{name}"\n'
-        f'backend: "onnxruntime"\n'
-        f"max_batch_size: {d.max_batch_size}\n"
-        + _tensor_block("input", inputs)
-        + _tensor_block("output", outputs)
+        + _model_block(name, d.max_batch_size, inputs, outputs)
         + "dynamic_batching {\n"
         f"  preferred_batch_size: [ {preferred} ]\n"
         f"  max_queue_delay_microseconds: {d.max_queue_delay_us}\n"
@@ -509,11 +511,7 @@ def render_gpu(name: str, kind: str, inputs: list[TensorDecl], outputs: list[Ten
         f"# Triton config for {name} ({kind}) on GPU nodes: load it with --model-config-name=gpu.\n"
         f"# Written by export_scripts/triton_config.py from the model's own inputs and outputs and the\n"
         f"# service's shape buckets; pre/post-processing settings live in inference.yml.\n"
-        f'name: "{name}"\n'
-        f'backend: "onnxruntime"\n'
-        f"max_batch_size: {d.max_batch_size}\n"
-        + _tensor_block("input", inputs)
-        + _tensor_block("output", outputs)
+        + _model_block(name, d.max_batch_size, inputs, outputs)
         + "dynamic_batching {\n"
         "  # the service pads every batch to one of these sizes (OCR_*_BATCH_SIZES): Triton merges\n"
         "  # requests of one shape into them\n"
@@ -547,20 +545,22 @@ def render_for_model(name: str, kind: str, model: str | Path | BinaryIO | bytes,
 
 def render_folder(folder: Path, kind: str, options: ConfigOptions | None = None, name: str | None = None) -> str:
     """The config of a model folder of the repository (``1/model.onnx`` + ``inference.yml``)."""
-    from preprocess_service.model_spec import model_file
-
-    yml = yaml.safe_load((folder / "inference.yml").read_text(encoding="utf-8"))
-    return render_for_model(name or folder.name, kind, model_file(folder), yml, options)
+    return render(name or folder.name, kind, *_folder_io(folder), options)
 
 
 def render_gpu_folder(folder: Path, kind: str, options: ConfigOptions | None = None,
                       buckets: GpuBuckets | None = None) -> str:
     """``configs/gpu.pbtxt`` of a model folder of the repository."""
+    return render_gpu(folder.name, kind, *_folder_io(folder), options, buckets)
+
+
+def _folder_io(folder: Path) -> tuple[list[TensorDecl], list[TensorDecl], dict]:
+    """Inputs, outputs and inference.yml of a model folder of the repository."""
     from preprocess_service.model_spec import model_file
 
     yml = yaml.safe_load((folder / "inference.yml").read_text(encoding="utf-8"))
     inputs, outputs = read_io(model_file(folder))
-    return render_gpu(folder.name, kind, inputs, outputs, yml, options, buckets)
+    return inputs, outputs, yml
 
 
 # Folders quantised for CPUs get no GPU config: no GPU mode loads them (the chart maps their model

@@ -1011,3 +1011,43 @@ def test_the_int8_default_is_for_cpus(args, model_set, triton_models):
         args_ = named(docs, "Deployment", "rel-ocr-service-triton")["spec"]["template"]["spec"]["containers"][0]["args"]
         loaded = [a.split("=", 1)[1] for a in args_ if a.startswith("--load-model=")]
         assert triton_models in loaded and ("ppocrv6_small_rec_int8" in loaded) == ("_int8" in model_set)
+
+
+@pytest.mark.parametrize("args, config_name, models", [
+    (["--set", "backend=triton"], True, ["ppocrv6_small_det", "ppocrv6_small_rec", "ppocr_textline_cls"]),
+    (["--set", "backend=triton", "--set", "config.modelSet=ppocrv6_small_fp16"], True,
+     ["ppocrv6_small_det_fp16", "ppocrv6_small_rec_fp16", "ppocr_textline_cls"]),
+    (["--set", "backend=triton", "--set", "triton.gpus=0"], False,
+     ["ppocrv6_small_det_int8", "ppocrv6_small_rec_int8", "ppocr_textline_cls"]),
+])
+def test_triton_with_gpus_loads_the_gpu_configs(args, config_name, models, repository):
+    """A Triton with GPUs starts with --model-config-name=gpu (configs/gpu.pbtxt: KIND_GPU, the
+    service's batch sizes), and every model it loads has that config; without GPUs the default one."""
+    docs = render(args)
+    a = named(docs, "Deployment", "rel-ocr-service-triton")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert ("--model-config-name=gpu" in a) == config_name
+    loaded = [x.split("=", 1)[1] for x in a if x.startswith("--load-model=")]
+    assert loaded == models
+    if config_name:
+        assert all((repository / m / "configs" / "gpu.pbtxt").exists() for m in loaded)
+        assert not any(m.endswith("_int8") for m in loaded)
+
+
+def test_the_embedded_gpu_mode_batches_across_requests():
+    data = by_kind(render(["--set", "gpu.enabled=true", "--set", "gpu.batchDelayUs=1500"]), "ConfigMap")[0]["data"]
+    assert data["OCR_BATCH_DELAY_US"] == "1500" and data["OCR_ORT_PROVIDERS"].startswith("CUDAExecutionProvider")
+    assert "OCR_BATCH_DELAY_US" not in by_kind(render([]), "ConfigMap")[0]["data"]  # CPU: no batcher
+    assert "schema" in render_fails(["--set", "gpu.batchDelayUs=-1"])
+
+
+def test_the_charts_model_sets_are_the_services():
+    """Every model set the service knows is offered by the chart (values.schema.json) and loads
+    folders that exist in the model set registry on Triton."""
+    from preprocess_service.model_sets import MODEL_SETS
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert sorted(schema["properties"]["config"]["properties"]["modelSet"]["enum"]) == sorted(MODEL_SETS)
+    for name, ms in MODEL_SETS.items():
+        a = named(render(["--set", "backend=triton", "--set", "triton.gpus=0", "--set", f"config.modelSet={name}"]),
+                  "Deployment", "rel-ocr-service-triton")["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert [x.split("=", 1)[1] for x in a if x.startswith("--load-model=")] == [ms.det, ms.rec, ms.cls], name

@@ -10,7 +10,17 @@ import pytest
 from harness.localserver import LocalServer
 from preprocess_service.settings import Settings, available_cores
 
-GPU_FIRST = {"OCR_API_TOKENS": "provider-test-token", "OCR_ORT_PROVIDERS": "CUDAExecutionProvider,CPUExecutionProvider"}
+GPU_FIRST = {"OCR_API_TOKENS": "provider-test-token", "OCR_ORT_PROVIDERS": "CUDAExecutionProvider,CPUExecutionProvider",
+             "OCR_MODEL_SET": "ppocrv6_small"}
+
+
+def test_a_gpu_provider_with_the_cpu_quantised_set_refuses_to_start(tmp_path, repository):
+    """No GPU mode loads the INT8 models quantised for CPUs: the service says so and exits."""
+    log = tmp_path / "service.log"
+    env = {**GPU_FIRST, "OCR_MODEL_SET": "ppocrv6_small_int8", "OCR_ORT_ALLOW_CPU_FALLBACK": "true"}
+    with pytest.raises(RuntimeError, match="exited"):
+        LocalServer(env, log_path=log).start(timeout=120)
+    assert "model set ppocrv6_small_int8 is quantised for CPUs" in log.read_text()
 
 
 def test_gpu_asked_but_not_there_refuses_to_start_with_a_clear_message(tmp_path, repository):
@@ -27,6 +37,8 @@ def test_allowed_fallback_is_reported_as_cpu_not_gpu(tmp_path, repository):
     env = {**GPU_FIRST, "OCR_ORT_ALLOW_CPU_FALLBACK": "true"}
     with LocalServer(env, log_path=tmp_path / "service.log") as srv:
         metrics = httpx.get(f"{srv.url}/metrics").text
+        shapes = httpx.get(f"{srv.url}/readyz").json()["input_shapes"]
+    assert shapes and len(shapes["ppocrv6_small_det"]) == 8  # CUDA asked: buckets on, each warmed at start
     info = [ln for ln in metrics.splitlines() if ln.startswith("ocr_model_info{")]
     assert info and all('execution_provider="CPUExecutionProvider"' in ln for ln in info)
     assert "CUDA" not in "".join(info)

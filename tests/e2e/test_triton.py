@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
 from evaluation.scoring import load_items
+from harness.localserver import LocalServer
 from tests.conftest import MODELS, _service
 from tests.helpers import b64
 
@@ -40,12 +43,23 @@ def test_readiness_reflects_triton(triton_service):
     assert r.status_code == 200 and r.json()["backend"] == "triton"
 
 
-def test_parity_with_the_embedded_backend_on_every_eval_image(triton_service, server, eval_dir):
-    """Same texts, boxes within 1 px, confidences within 1e-3, for every evaluation image."""
+@pytest.fixture(scope="module")
+def bucketed_server(tmp_path_factory):
+    """The embedded backend with shape buckets on, as the Triton backend always has them."""
+    token = secrets.token_urlsafe(16)
+    log = tmp_path_factory.mktemp("bucketed") / "service.log"
+    with LocalServer({"OCR_API_TOKENS": token, "OCR_SHAPE_BUCKETS": "on"}, log_path=log) as srv:
+        yield srv, token
+
+
+def test_parity_with_the_embedded_backend_on_every_eval_image(triton_service, bucketed_server, eval_dir):
+    """Same texts, boxes within 1 px, confidences within 1e-3, for every evaluation image: the
+    same model files and the same shape buckets in-process and over Triton."""
     srv, token = triton_service
+    emb_srv, emb_token = bucketed_server
     for item in load_items(eval_dir):
         data = item.image.read_bytes()
-        emb = _post(server.url, server.token, data)
+        emb = _post(emb_srv.url, emb_token, data)
         tri = _post(srv.url, token, data)
         assert emb.status_code == tri.status_code == 200, item.name
         e, t = emb.json(), tri.json()

@@ -39,7 +39,7 @@ def test_model_files_are_not_tracked_by_git():
     tracked = subprocess.run(["git", "ls-files", "model_repository"], cwd=ROOT, capture_output=True, text=True, check=True)
     files = tracked.stdout.split()
     assert files, "config.pbtxt files are expected to be committed"
-    assert all(f.endswith(("config.pbtxt", "README.md")) for f in files), files
+    assert all(f.endswith(("config.pbtxt", "configs/gpu.pbtxt", "README.md")) for f in files), files
 
 
 def test_wheel_with_wrong_checksum_is_refused(tmp_path):
