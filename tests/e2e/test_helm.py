@@ -1051,3 +1051,66 @@ def test_the_charts_model_sets_are_the_services():
         a = named(render(["--set", "backend=triton", "--set", "triton.gpus=0", "--set", f"config.modelSet={name}"]),
                   "Deployment", "rel-ocr-service-triton")["spec"]["template"]["spec"]["containers"][0]["args"]
         assert [x.split("=", 1)[1] for x in a if x.startswith("--load-model=")] == [ms.det, ms.rec, ms.cls], name
+
+
+# --- a GPU pool: schedulable, drains that finish, rollouts without a spare GPU ------------------
+
+def _triton_pod(docs) -> dict:
+    return named(docs, "Deployment", "rel-ocr-service-triton")["spec"]["template"]["spec"]
+
+
+def test_triton_tolerates_the_gpu_taint_and_takes_any_gpu_resource():
+    pod = _triton_pod(render(["--set", "backend=triton"]))
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    mig = _triton_pod(render(["--set", "backend=triton", "--set", "triton.gpuResourceName=nvidia.com/mig-1g.10gb"]))
+    res = mig["containers"][0]["resources"]
+    assert res["limits"]["nvidia.com/mig-1g.10gb"] == 1 == res["requests"]["nvidia.com/mig-1g.10gb"]
+    assert "nvidia.com/gpu" not in res["limits"] and "nvidia.com/gpu" not in res["requests"]
+    assert "schema" in render_fails(["--set", "backend=triton", "--set", "triton.gpuResourceName=gpu"])
+
+
+def test_disruption_budgets_let_a_drain_finish():
+    args = ["--set", "backend=triton", "--set", "podDisruptionBudget.enabled=true",
+            "--set", "triton.podDisruptionBudget.enabled=true"]
+    pdbs = {p["metadata"]["name"]: p["spec"] for p in by_kind(render(args), "PodDisruptionBudget")}
+    assert pdbs["rel-ocr-service"].get("maxUnavailable") == 1 and "minAvailable" not in pdbs["rel-ocr-service"]
+    assert pdbs["rel-ocr-service-triton"].get("maxUnavailable") == 1  # one Triton replica: still drainable
+    # a minAvailable at the replica count would block every drain: refused
+    assert "no voluntary disruption" in render_fails(args + ["--set", "triton.podDisruptionBudget.minAvailable=1"])
+    assert "no voluntary disruption" in render_fails(args + ["--set", "podDisruptionBudget.minAvailable=2"])
+    ok = {p["metadata"]["name"]: p["spec"] for p in by_kind(render(args + ["--set", "podDisruptionBudget.minAvailable=1"]),
+                                                           "PodDisruptionBudget")}
+    assert ok["rel-ocr-service"]["minAvailable"] == 1 and "maxUnavailable" not in ok["rel-ocr-service"]
+    percent = by_kind(render(args + ["--set-string", "podDisruptionBudget.minAvailable=50%"]), "PodDisruptionBudget")
+    assert percent[0]["spec"]["minAvailable"] == "50%"
+
+
+@pytest.mark.parametrize("args, api_surge, triton_surge", [
+    (["--set", "backend=triton"], "25%", 0),  # Triton takes the GPUs: it rolls without a surge pod
+    (["--set", "backend=triton", "--set", "triton.gpus=0"], "25%", "25%"),
+    (["--set", "gpu.enabled=true"], 0, None),  # the embedded backend on GPUs
+    (["--set", "backend=triton", "--set", "triton.colocated.enabled=true"], 0, None),  # the sidecar's GPUs
+    ([], "25%", None),
+])
+def test_deployments_that_take_gpus_roll_without_a_spare_gpu(args, api_surge, triton_surge):
+    docs = render(args)
+    api = named(docs, "Deployment", "rel-ocr-service")["spec"]
+    assert api["strategy"]["rollingUpdate"]["maxSurge"] == api_surge and api["progressDeadlineSeconds"] == 600
+    if triton_surge is not None:
+        tri = named(docs, "Deployment", "rel-ocr-service-triton")["spec"]
+        assert tri["strategy"]["rollingUpdate"]["maxSurge"] == triton_surge
+        assert tri["progressDeadlineSeconds"] == 1200
+    custom = named(render(args + ["--set", "strategy.type=Recreate"]), "Deployment", "rel-ocr-service")["spec"]
+    assert custom["strategy"] == {"type": "Recreate"}
+
+
+def test_a_terminating_triton_drains_before_it_stops():
+    pod = _triton_pod(render(["--set", "backend=triton"]))
+    c = pod["containers"][0]
+    assert c["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "15"]
+    assert "--exit-timeout-secs=30" in c["args"]
+    assert pod["terminationGracePeriodSeconds"] > 15 + 30
+    assert "must exceed" in render_fails(["--set", "backend=triton", "--set", "triton.terminationGracePeriodSeconds=45"])
+    longer = _triton_pod(render(["--set", "backend=triton", "--set", "triton.exitTimeoutSeconds=60"]))
+    assert "--exit-timeout-secs=60" in longer["containers"][0]["args"] and longer["terminationGracePeriodSeconds"] == 85

@@ -24,6 +24,44 @@ service's own grace (OCR_SHUTDOWN_GRACE_S) is this less the drain delay less 5 s
 {{- $grace -}}
 {{- end }}
 
+{{/* A PodDisruptionBudget's budget: (dict "pdb" values "replicas" n "what" values-path). maxUnavailable
+unless minAvailable is set; a whole-number minAvailable at or above the replicas would let no node
+drain finish, so it fails to render. */}}
+{{- define "ocr.pdbBudget" -}}
+{{- $min := .pdb.minAvailable -}}
+{{- if and (not (kindIs "invalid" $min)) (ne (toString $min) "") -}}
+{{- if and (not (kindIs "string" $min)) (ge (int $min) (int .replicas)) -}}
+{{- fail (printf "%s.minAvailable (%d) must be below the replicas (%d): with it no voluntary disruption (a node drain) could ever finish; use %s.maxUnavailable" .what (int $min) (int .replicas) .what) -}}
+{{- end -}}
+minAvailable: {{ $min }}
+{{- else -}}
+maxUnavailable: {{ .pdb.maxUnavailable }}
+{{- end -}}
+{{- end }}
+
+{{/* A Deployment's update strategy: (dict "strategy" values "gpus" bool). Pods that take GPUs roll one
+at a time without a surge pod, so a rollout never waits for a spare GPU. */}}
+{{- define "ocr.strategy" -}}
+{{- if .strategy -}}
+{{- toYaml .strategy -}}
+{{- else if .gpus -}}
+type: RollingUpdate
+rollingUpdate: {maxSurge: 0, maxUnavailable: 1}
+{{- else -}}
+type: RollingUpdate
+rollingUpdate: {maxSurge: 25%, maxUnavailable: 25%}
+{{- end -}}
+{{- end }}
+
+{{/* Triton's grace period: the drain (preStop) and the exit timeout must fit in it. */}}
+{{- define "ocr.tritonGrace" -}}
+{{- $t := .Values.triton -}}
+{{- $least := add (int $t.drainSeconds) (int $t.exitTimeoutSeconds) -}}
+{{- $grace := $t.terminationGracePeriodSeconds | default (add $least 10) | int -}}
+{{- if le $grace $least }}{{ fail (printf "triton.terminationGracePeriodSeconds (%d) must exceed triton.drainSeconds + triton.exitTimeoutSeconds = %d: Triton would be killed before its requests finish" $grace $least) }}{{ end -}}
+{{- $grace -}}
+{{- end }}
+
 {{/* Fully qualified app name. */}}
 {{- define "ocr.fullname" -}}
 {{- if .Values.fullnameOverride }}
@@ -299,7 +337,7 @@ quantised from. */}}
     - --load-model={{ . }}
     {{- end }}
     - --strict-readiness=true
-    - --exit-timeout-secs=30
+    - --exit-timeout-secs={{ $t.exitTimeoutSeconds }}
     {{- if gt (int $t.gpus) 0 }}
     # configs/gpu.pbtxt of each model: KIND_GPU (a CUDA failure fails the load, never a silent CPU
     # fallback), batch sizes and warm-up shapes from the service's shape buckets
@@ -336,6 +374,14 @@ quantised from. */}}
     preStop:
       exec:
         command: ["sleep", "{{ sub (include "ocr.terminationGrace" $root | int) 5 }}"]
+  {{- else }}
+  # A terminating Triton keeps serving while the Service's endpoints drop it, then stops taking
+  # requests and gives those in progress --exit-timeout-secs (a Triton that unloads its models
+  # answers "unknown model": it must not get new requests by then).
+  lifecycle:
+    preStop:
+      exec:
+        command: ["sleep", "{{ $t.drainSeconds }}"]
   {{- end }}
   securityContext:
     {{- toYaml $t.securityContext | nindent 4 }}
@@ -343,12 +389,12 @@ quantised from. */}}
     requests:
       {{- toYaml $t.resources.requests | nindent 6 }}
       {{- if gt (int $t.gpus) 0 }}
-      nvidia.com/gpu: {{ $t.gpus }}
+      {{ $t.gpuResourceName }}: {{ $t.gpus }}
       {{- end }}
     limits:
       {{- toYaml $t.resources.limits | nindent 6 }}
       {{- if gt (int $t.gpus) 0 }}
-      nvidia.com/gpu: {{ $t.gpus }}
+      {{ $t.gpuResourceName }}: {{ $t.gpus }}
       {{- end }}
   volumeMounts:
     - {name: shm, mountPath: /dev/shm}
