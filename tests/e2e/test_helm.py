@@ -645,7 +645,7 @@ def test_network_policy_selects_the_right_pods():
     inference, metrics = tp["ingress"]
     assert _selects(inference["from"][0]["podSelector"], api_labels)
     assert not _selects(inference["from"][0]["podSelector"], triton_labels)
-    assert {p["port"] for p in inference["ports"]} == {8000, 8001}
+    assert {p["port"] for p in inference["ports"]} == {8000}  # gRPC is off unless triton.grpc.enabled
     assert metrics["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
     assert {p["port"] for p in metrics["ports"]} == {8002}
     assert _selects(policies["rel-ocr-service"]["podSelector"], api_labels)
@@ -671,7 +671,9 @@ def test_network_policies_let_the_right_peers_in(name):
     assert not allowed(policies, triton, prometheus, triton["ports"]["http"])
     assert allowed(policies, api, {"labels": test_pod["labels"], **in_ocr}, api_port)
     assert allowed(policies, api, web, api_port)
-    assert allowed(policies, triton, {"labels": api["labels"], **in_ocr}, triton["ports"]["grpc"])
+    assert allowed(policies, triton, {"labels": api["labels"], **in_ocr}, triton["ports"]["http"])
+    if "grpc" in triton["ports"]:  # only where the value set turns gRPC on
+        assert allowed(policies, triton, {"labels": api["labels"], **in_ocr}, triton["ports"]["grpc"])
     assert not allowed(policies, triton, {"labels": test_pod["labels"], **in_ocr}, triton["ports"]["http"])
     assert not allowed(policies, triton, stranger, triton["ports"]["http"])
     assert allowed(policies, api, stranger, api_port) == (name == "everything-on")
@@ -1114,3 +1116,20 @@ def test_a_terminating_triton_drains_before_it_stops():
     assert "must exceed" in render_fails(["--set", "backend=triton", "--set", "triton.terminationGracePeriodSeconds=45"])
     longer = _triton_pod(render(["--set", "backend=triton", "--set", "triton.exitTimeoutSeconds=60"]))
     assert "--exit-timeout-secs=60" in longer["containers"][0]["args"] and longer["terminationGracePeriodSeconds"] == 85
+
+
+@pytest.mark.parametrize("colocated", [False, True])
+def test_triton_grpc_is_off_unless_asked(colocated):
+    base = ["--set", "backend=triton", "--set", f"triton.colocated.enabled={str(colocated).lower()}",
+            "--set", "networkPolicy.enabled=true"]
+    docs = render(base)
+    name = "rel-ocr-service" if colocated else "rel-ocr-service-triton"
+    [c] = [c for c in named(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"] if c["name"] == "triton"]
+    assert "--allow-grpc=false" in c["args"] and not any(a.startswith("--grpc-port") for a in c["args"])
+    assert not any("grpc" in p["name"] for p in c["ports"])
+    services = by_kind(docs, "Service")
+    assert not any(p["name"] == "grpc" for s in services for p in s["spec"]["ports"])
+    assert "8001" not in json.dumps([p["spec"] for p in by_kind(docs, "NetworkPolicy")])
+    on = render(base + ["--set", "triton.grpc.enabled=true"])
+    [c] = [c for c in named(on, "Deployment", name)["spec"]["template"]["spec"]["containers"] if c["name"] == "triton"]
+    assert "--grpc-port=8001" in c["args"] and "--allow-grpc=false" not in c["args"]

@@ -330,7 +330,11 @@ quantised from. */}}
     - tritonserver
     - --model-repository={{ if eq $src.source "url" }}{{ $src.url }}{{ else }}/models{{ end }}
     - --http-port={{ $t.ports.http }}
+    {{- if $t.grpc.enabled }}
     - --grpc-port={{ $t.ports.grpc }}
+    {{- else }}
+    - --allow-grpc=false
+    {{- end }}
     - --metrics-port={{ $t.ports.metrics }}
     - --model-control-mode=explicit
     {{- range (include "ocr.tritonModels" $root | fromYamlArray) }}
@@ -353,7 +357,9 @@ quantised from. */}}
   {{- end }}
   ports:
     - {name: {{ $p }}http, containerPort: {{ $t.ports.http }}, protocol: TCP}
+    {{- if $t.grpc.enabled }}
     - {name: {{ $p }}grpc, containerPort: {{ $t.ports.grpc }}, protocol: TCP}
+    {{- end }}
     - {name: {{ $p }}metrics, containerPort: {{ $t.ports.metrics }}, protocol: TCP}
   startupProbe:
     httpGet: {path: /v2/health/ready, port: {{ $p }}http}
