@@ -1133,3 +1133,20 @@ def test_triton_grpc_is_off_unless_asked(colocated):
     on = render(base + ["--set", "triton.grpc.enabled=true"])
     [c] = [c for c in named(on, "Deployment", name)["spec"]["template"]["spec"]["containers"] if c["name"] == "triton"]
     assert "--grpc-port=8001" in c["args"] and "--allow-grpc=false" not in c["args"]
+
+
+def test_long_release_names_keep_triton_and_the_api_apart():
+    release = "r" * 53  # the longest release name Helm allows
+    docs = render(["--set", "backend=triton"], release=release)
+    deployments = [d["metadata"]["name"] for d in by_kind(docs, "Deployment")]
+    services = [s["metadata"]["name"] for s in by_kind(docs, "Service")]
+    assert len(set(deployments)) == len(deployments) == 2 and len(set(services)) == len(services)
+    assert all(len(n) <= 63 for n in deployments + services)
+    [triton] = [n for n in deployments if n.endswith("-triton")]
+    url = by_kind(docs, "ConfigMap")[0]["data"]["OCR_TRITON_URL"]
+    assert url == f"{triton}:8000" and triton in services
+
+
+def test_a_url_model_repository_needs_its_url():
+    message = render_fails(["--set", "backend=triton", "--set", "triton.modelRepository.source=url"])
+    assert "triton.modelRepository.url is required" in message

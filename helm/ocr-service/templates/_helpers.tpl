@@ -76,8 +76,16 @@ rollingUpdate: {maxSurge: 25%, maxUnavailable: 25%}
 {{- end }}
 {{- end }}
 
+{{/* A name of the release's own with a suffix: the full name cut so that the suffix always fits in
+63 characters, so it never collapses onto the full name (or another suffixed name) for long
+release names. (dict "root" . "suffix" "triton") */}}
+{{- define "ocr.suffixedName" -}}
+{{- $room := sub 62 (len .suffix) | int -}}
+{{- printf "%s-%s" (include "ocr.fullname" .root | trunc $room | trimSuffix "-") .suffix }}
+{{- end }}
+
 {{- define "ocr.tritonName" -}}
-{{- printf "%s-triton" (include "ocr.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- include "ocr.suffixedName" (dict "root" . "suffix" "triton") }}
 {{- end }}
 
 {{- define "ocr.chart" -}}
@@ -225,7 +233,7 @@ gives). Without Triton the triton group is left out. */}}
 {{- end }}
 
 {{- define "ocr.secretName" -}}
-{{- default (printf "%s-tokens" (include "ocr.fullname" .)) .Values.auth.existingSecret }}
+{{- default (include "ocr.suffixedName" (dict "root" . "suffix" "tokens")) .Values.auth.existingSecret }}
 {{- end }}
 
 {{/* Tokens for the created Secret: the given ones, else the ones already installed, else a new random one. */}}
@@ -282,7 +290,7 @@ true
 
 {{/* The Service that gives a colocated Triton's metrics their `job` label (a ServiceMonitor scrapes it). */}}
 {{- define "ocr.tritonMetricsName" -}}
-{{- printf "%s-triton-metrics" (include "ocr.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- include "ocr.suffixedName" (dict "root" . "suffix" "triton-metrics") }}
 {{- end }}
 
 {{/* The model set in use: the INT8 sets (the default among them) are for CPUs, so where the models run
@@ -328,7 +336,7 @@ quantised from. */}}
   imagePullPolicy: {{ $t.image.pullPolicy }}
   args:
     - tritonserver
-    - --model-repository={{ if eq $src.source "url" }}{{ $src.url }}{{ else }}/models{{ end }}
+    - --model-repository={{ if eq $src.source "url" }}{{ required "triton.modelRepository.url is required with triton.modelRepository.source=url (s3://, gs:// or as://)" $src.url }}{{ else }}/models{{ end }}
     - --http-port={{ $t.ports.http }}
     {{- if $t.grpc.enabled }}
     - --grpc-port={{ $t.ports.grpc }}
