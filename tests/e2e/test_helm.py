@@ -470,7 +470,8 @@ def test_colocated_triton_is_a_sidecar_sharing_dev_shm_with_the_api():
 
     docs = render(VALUE_SETS["triton-colocated"])
     assert [d["metadata"]["name"] for d in by_kind(docs, "Deployment")] == ["rel-ocr-service"]  # no Triton Deployment
-    assert [d["metadata"]["name"] for d in by_kind(docs, "Service")] == ["rel-ocr-service"]  # nor its Service
+    # nor its inference Service: only the metrics-only one (annotation scraping finds Triton's port there)
+    assert [d["metadata"]["name"] for d in by_kind(docs, "Service")] == ["rel-ocr-service", "rel-ocr-service-triton-metrics"]
     pod = named(docs, "Deployment", "rel-ocr-service")["spec"]["template"]["spec"]
     api, triton = pod["containers"]
     assert (api["name"], triton["name"]) == ("api", "triton")
@@ -1150,3 +1151,17 @@ def test_long_release_names_keep_triton_and_the_api_apart():
 def test_a_url_model_repository_needs_its_url():
     message = render_fails(["--set", "backend=triton", "--set", "triton.modelRepository.source=url"])
     assert "triton.modelRepository.url is required" in message
+
+
+def test_a_colocated_tritons_metrics_are_found_with_annotation_scraping():
+    """The pod's prometheus.io annotations name the API's port; Triton's metrics port is announced
+    by the metrics Service's own annotations (service-endpoints discovery)."""
+    docs = render(["--set", "backend=triton", "--set", "triton.colocated.enabled=true"])
+    [svc] = [s for s in by_kind(docs, "Service") if s["metadata"]["name"] == "rel-ocr-service-triton-metrics"]
+    ann = svc["metadata"]["annotations"]
+    assert ann["prometheus.io/scrape"] == "true" and ann["prometheus.io/port"] == "8002"
+    assert svc["spec"]["ports"][0]["targetPort"] == "triton-metrics"
+    api = named(docs, "Deployment", "rel-ocr-service")["spec"]["template"]
+    assert "triton-metrics" in [p["name"] for c in api["spec"]["containers"] for p in c.get("ports", [])]
+    off = render(["--set", "backend=triton", "--set", "triton.colocated.enabled=true", "--set", "metrics.annotations=false"])
+    assert "rel-ocr-service-triton-metrics" not in [s["metadata"]["name"] for s in by_kind(off, "Service")]
