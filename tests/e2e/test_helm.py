@@ -75,6 +75,23 @@ VALUE_SETS = {
                            "metrics.serviceMonitor.labels.app\\.kubernetes\\.io/instance=y,"
                            "metrics.grafanaDashboard.labels.grafana_dashboard=1"],
 }
+# every escape hatch of both pods at once, through the validators like any value set
+ESCAPE_HATCHES = [
+    "--set", "backend=triton",
+    "--set-json", 'extraEnv=[{"name":"OCR_CLS_THRESH","value":"0.8"}]',
+    "--set-json", 'extraEnvFrom=[{"secretRef":{"name":"more-settings"}}]',
+    "--set-json", 'extraVolumes=[{"name":"fonts","configMap":{"name":"fonts"}}]',
+    "--set-json", 'extraVolumeMounts=[{"name":"fonts","mountPath":"/fonts","readOnly":true}]',
+    "--set-json", 'initContainers=[{"name":"wait","image":"busybox:1.36","command":["true"]}]',
+    "--set-json", 'sidecars=[{"name":"proxy","image":"envoyproxy/envoy:v1.31.0"}]',
+    "--set-json", 'triton.extraEnv=[{"name":"CUDA_MODULE_LOADING","value":"LAZY"}]',
+    "--set-json", 'triton.extraEnvFrom=[{"configMapRef":{"name":"triton-env"}}]',
+    "--set-json", 'triton.extraVolumes=[{"name":"trt-cache","emptyDir":{"sizeLimit":"4Gi"}}]',
+    "--set-json", 'triton.extraVolumeMounts=[{"name":"trt-cache","mountPath":"/tmp/trt-cache"}]',
+    "--set-json", 'triton.initContainers=[{"name":"warm","image":"busybox:1.36","command":["true"]}]',
+    "--set-json", 'triton.sidecars=[{"name":"dcgm","image":"nvcr.io/nvidia/k8s/dcgm-exporter:3.3.8-3.6.0-ubuntu22.04"}]',
+]
+VALUE_SETS["escape-hatches"] = ESCAPE_HATCHES
 # the embedded backend on GPU nodes (the image's GPU variant): the production values and the bare switch
 VALUE_SETS["gpu-embedded"] = ["-f", str(CHART / "ci" / "gpu-embedded-values.yaml")]
 VALUE_SETS["gpu-embedded-switch"] = ["--set", "gpu.enabled=true"]
@@ -961,8 +978,8 @@ def test_the_gpu_switch_alone_and_how_it_combines_with_the_api_pods_placement():
     assert [t["key"] for t in both["tolerations"]] == ["dedicated", "nvidia.com/gpu"]
     assert _api_pod(render(["--set", "gpu.enabled=true,runtimeClassName=nvidia-cdi"]))["runtimeClassName"] == "nvidia-cdi"
     # a MIG slice instead of a whole GPU; a digest is the GPU image's own; the fallback can be allowed
-    mig = _api_pod(render(["--set", "gpu.enabled=true,gpu.resourceName=nvidia.com/mig-1g.10gb,gpu.count=2"]))
-    assert mig["containers"][0]["resources"]["limits"] == {"cpu": "2", "memory": "2Gi", "nvidia.com/mig-1g.10gb": 2}
+    mig = _api_pod(render(["--set", "gpu.enabled=true,gpu.resourceName=nvidia.com/mig-1g.10gb"]))
+    assert mig["containers"][0]["resources"]["limits"] == {"cpu": "2", "memory": "2Gi", "nvidia.com/mig-1g.10gb": 1}
     assert _api_pod(render(["--set", f"gpu.enabled=true,image.digest={DIGEST}"]))["containers"][0]["image"] == \
         f"ghcr.io/example/ocr-service@{DIGEST}"
     assert _api_pod(render(["--set", "gpu.enabled=true,image.tag=2.0.0,gpu.tagSuffix=-cuda13"]))["containers"][0]["image"] == \
@@ -985,6 +1002,7 @@ def test_without_the_gpu_switch_nothing_changes():
 @pytest.mark.parametrize("args,message", [
     (["--set", "backend=triton,gpu.enabled=true"], "with backend triton the GPUs are Triton's"),
     (["--set", "gpu.enabled=true,gpu.count=0"], "schema"),
+    (["--set", "gpu.enabled=true,gpu.count=2"], "schema"),  # the embedded backend uses one GPU: more would idle
     (["--set", "gpu.enabled=true,gpu.providers=CUDA"], "schema"),
     (["--set", "gpu.enabled=true,gpu.resourceName=gpu"], "schema"),
     (["--set", "gpu.enabled=true,gpu.tagSuffix=-gpu:latest"], "schema"),
@@ -1165,3 +1183,35 @@ def test_a_colocated_tritons_metrics_are_found_with_annotation_scraping():
     assert "triton-metrics" in [p["name"] for c in api["spec"]["containers"] for p in c.get("ports", [])]
     off = render(["--set", "backend=triton", "--set", "triton.colocated.enabled=true", "--set", "metrics.annotations=false"])
     assert "rel-ocr-service-triton-metrics" not in [s["metadata"]["name"] for s in by_kind(off, "Service")]
+
+
+def test_escape_hatches_reach_both_pods():
+    docs = render(ESCAPE_HATCHES)
+    api = named(docs, "Deployment", "rel-ocr-service")["spec"]["template"]["spec"]
+    tri = named(docs, "Deployment", "rel-ocr-service-triton")["spec"]["template"]["spec"]
+    a = api["containers"][0]
+    assert {"name": "OCR_CLS_THRESH", "value": "0.8"} in a["env"] and {"secretRef": {"name": "more-settings"}} in a["envFrom"]
+    assert a["envFrom"][0]["configMapRef"]["name"] == "rel-ocr-service"  # the chart's own settings stay first
+    assert {"name": "fonts", "mountPath": "/fonts", "readOnly": True} in a["volumeMounts"]
+    assert "fonts" in [v["name"] for v in api["volumes"]] and [c["name"] for c in api["containers"]] == ["api", "proxy"]
+    assert [c["name"] for c in api["initContainers"]] == ["wait"]
+    t = tri["containers"][0]
+    assert {"name": "CUDA_MODULE_LOADING", "value": "LAZY"} in t["env"] and {"configMapRef": {"name": "triton-env"}} in t["envFrom"]
+    assert {"name": "trt-cache", "mountPath": "/tmp/trt-cache"} in t["volumeMounts"]
+    assert "trt-cache" in [v["name"] for v in tri["volumes"]]
+    assert [c["name"] for c in tri["initContainers"]] == ["copy-models", "warm"]
+    assert [c["name"] for c in tri["containers"]] == ["triton", "dcgm"]
+    assert "schema" in render_fails(["--set-json", 'extraEnv=[{"value":"no name"}]'])
+
+
+def test_the_token_secret_is_mounted_read_only_with_only_its_key():
+    api = named(render([]), "Deployment", "rel-ocr-service")["spec"]["template"]["spec"]
+    [tokens] = [v for v in api["volumes"] if v["name"] == "tokens"]
+    assert tokens["secret"]["items"] == [{"key": "tokens", "path": "tokens"}]
+    assert tokens["secret"]["defaultMode"] == 0o440
+    assert api["securityContext"]["fsGroup"] == api["securityContext"]["runAsGroup"]  # the group that may read it
+    custom = named(render(["--set", "auth.existingSecret=mine,auth.secretKey=api-tokens"]), "Deployment",
+                   "rel-ocr-service")["spec"]["template"]["spec"]
+    [tokens] = [v for v in custom["volumes"] if v["name"] == "tokens"]
+    assert tokens["secret"] == {"secretName": "mine", "items": [{"key": "api-tokens", "path": "api-tokens"}],
+                                "defaultMode": 0o440}

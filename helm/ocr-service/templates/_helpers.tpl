@@ -358,10 +358,19 @@ quantised from. */}}
     {{- range $t.extraArgs }}
     - {{ . | quote }}
     {{- end }}
-  {{- with $src.credentialsSecret }}
+  {{- if or $src.credentialsSecret $t.extraEnvFrom }}
   envFrom:
+    {{- with $src.credentialsSecret }}
     - secretRef:
         name: {{ . }}
+    {{- end }}
+    {{- with $t.extraEnvFrom }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- end }}
+  {{- with $t.extraEnv }}
+  env:
+    {{- toYaml . | nindent 4 }}
   {{- end }}
   ports:
     - {name: {{ $p }}http, containerPort: {{ $t.ports.http }}, protocol: TCP}
@@ -418,6 +427,9 @@ quantised from. */}}
       mountPath: /models
       readOnly: {{ eq $src.source "pvc" }}
     {{- end }}
+    {{- with $t.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
 {{- end }}
 
 {{/* Triton's volumes: (dict "root" $ "colocated" bool). */}}
@@ -436,5 +448,8 @@ quantised from. */}}
   persistentVolumeClaim:
     claimName: {{ required "triton.modelRepository.claimName is required with source: pvc" $src.claimName }}
     readOnly: true
+{{- end }}
+{{- with $t.extraVolumes }}
+{{ toYaml . }}
 {{- end }}
 {{- end }}
