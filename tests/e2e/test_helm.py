@@ -92,6 +92,7 @@ ESCAPE_HATCHES = [
     "--set-json", 'triton.sidecars=[{"name":"dcgm","image":"nvcr.io/nvidia/k8s/dcgm-exporter:3.3.8-3.6.0-ubuntu22.04"}]',
 ]
 VALUE_SETS["escape-hatches"] = ESCAPE_HATCHES
+VALUE_SETS["triton-external"] = [*ALL_ON, "--set", "triton.external.url=triton.inference.svc:8000"]
 # the embedded backend on GPU nodes (the image's GPU variant): the production values and the bare switch
 VALUE_SETS["gpu-embedded"] = ["-f", str(CHART / "ci" / "gpu-embedded-values.yaml")]
 VALUE_SETS["gpu-embedded-switch"] = ["--set", "gpu.enabled=true"]
@@ -1215,3 +1216,19 @@ def test_the_token_secret_is_mounted_read_only_with_only_its_key():
     [tokens] = [v for v in custom["volumes"] if v["name"] == "tokens"]
     assert tokens["secret"] == {"secretName": "mine", "items": [{"key": "api-tokens", "path": "api-tokens"}],
                                 "defaultMode": 0o440}
+
+
+def test_an_existing_triton_renders_nothing_of_triton():
+    docs = render([*ALL_ON, "--set", "triton.external.url=triton.inference.svc:8000"])
+    names = [d["metadata"]["name"] for d in docs]
+    assert not [n for n in names if "triton" in n], names  # no Deployment, Service, PDB, NetworkPolicy, HPA of Triton
+    assert by_kind(docs, "ConfigMap")[0]["data"]["OCR_TRITON_URL"] == "triton.inference.svc:8000"
+    monitors = [m["metadata"]["name"] for m in by_kind(docs, "ServiceMonitor")]
+    assert monitors == ["rel-ocr-service"]  # its owner scrapes it
+    groups = [g["name"] for r in by_kind(docs, "PrometheusRule") for g in r["spec"]["groups"]]
+    assert "triton" not in groups  # no job to select...
+    named_job = render([*ALL_ON, "--set", "triton.external.url=triton.inference.svc:8000,monitoring.tritonJob=shared-triton"])
+    rules = [g for r in by_kind(named_job, "PrometheusRule") for g in r["spec"]["groups"] if g["name"] == "triton"]
+    assert rules and all('job="shared-triton"' in rule["expr"] for rule in rules[0]["rules"])  # ...unless one is named
+    assert "exclude each other" in render_fails(["--set", "backend=triton,triton.external.url=t:8000,triton.colocated.enabled=true"])
+    assert "schema" in render_fails(["--set", "backend=triton,triton.external.url=http://t:8000"])

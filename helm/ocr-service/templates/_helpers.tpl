@@ -224,7 +224,7 @@ gives). Without Triton the triton group is left out. */}}
 {{- $text = $text | replace "namespace=\"ocr\"" (printf "namespace=%q" .Release.Namespace) -}}
 {{- $text = $text | replace "https://github.com/example/ocr-service/blob/main/docs/operations.md#" (printf "%s#" (trimSuffix "/" .Values.monitoring.runbookBaseUrl)) -}}
 {{- $rules := $text | fromYaml -}}
-{{- if ne .Values.backend "triton" -}}
+{{- if or (ne .Values.backend "triton") (and (eq (include "ocr.tritonExternal" .) "true") (not .Values.monitoring.tritonJob)) -}}
 {{- $groups := list -}}
 {{- range $rules.groups }}{{ if ne .name "triton" }}{{ $groups = append $groups . }}{{ end }}{{ end -}}
 {{- $_ := set $rules "groups" $groups -}}
@@ -265,9 +265,25 @@ trigger's query. Both gauges in one selector, so the sum holds when either serie
 
 {{/* "true" when Triton runs as a sidecar of the API pods (backend triton, triton.colocated.enabled);
 the render fails on values that cannot go with it. */}}
+{{/* "true" when the API calls an existing Triton (triton.external.url): the chart then renders no
+Triton Deployment, Service, PDB, NetworkPolicy or scrape target of its own. */}}
+{{- define "ocr.tritonExternal" -}}
+{{- if and (eq .Values.backend "triton") .Values.triton.external.url -}}
+true
+{{- end -}}
+{{- end }}
+
+{{/* "true" when the chart runs Triton as a Deployment of its own. */}}
+{{- define "ocr.tritonManaged" -}}
+{{- if and (eq .Values.backend "triton") (ne (include "ocr.tritonColocated" .) "true") (ne (include "ocr.tritonExternal" .) "true") -}}
+true
+{{- end -}}
+{{- end }}
+
 {{- define "ocr.tritonColocated" -}}
 {{- if .Values.triton.colocated.enabled -}}
 {{- if ne .Values.backend "triton" }}{{ fail "triton.colocated.enabled needs backend: triton" }}{{ end -}}
+{{- if .Values.triton.external.url }}{{ fail "triton.external.url and triton.colocated.enabled exclude each other: the sidecar is a Triton of the pod's own" }}{{ end -}}
 {{- if .Values.triton.autoscaling.enabled }}{{ fail "triton.autoscaling scales the Triton Deployment, which triton.colocated.enabled replaces by a sidecar of each API pod: scale the API pods (autoscaling) instead" }}{{ end -}}
 {{- $need := mul (int .Values.triton.colocated.shmRegions) (int (include "ocr.tritonShmRegionMiB" .)) -}}
 {{- $have := int (include "ocr.memoryMiB" .Values.triton.shmSize) -}}
