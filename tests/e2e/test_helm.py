@@ -1232,3 +1232,23 @@ def test_an_existing_triton_renders_nothing_of_triton():
     assert rules and all('job="shared-triton"' in rule["expr"] for rule in rules[0]["rules"])  # ...unless one is named
     assert "exclude each other" in render_fails(["--set", "backend=triton,triton.external.url=t:8000,triton.colocated.enabled=true"])
     assert "schema" in render_fails(["--set", "backend=triton,triton.external.url=http://t:8000"])
+
+
+def test_every_setting_is_reachable_typed_or_through_the_checked_passthrough():
+    """Each OCR_* setting of the service is either set by the chart's ConfigMap from a typed value, or
+    allowed in config.extraSettings, whose schema knows exactly the rest (the token, from the Secret,
+    is neither); unknown names and the chart's own are refused."""
+    from preprocess_service.settings import Settings
+
+    settings = {f"OCR_{name.upper()}" for name in Settings.model_fields}
+    template = (CHART / "templates" / "configmap.yaml").read_text()
+    typed = set(re.findall(r"^\s*(OCR_[A-Z0-9_]+):", template, re.M))
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    passthrough = set(schema["properties"]["config"]["properties"]["extraSettings"]["propertyNames"]["enum"])
+    assert typed <= settings, typed - settings
+    assert passthrough == settings - typed - {"OCR_API_TOKENS"}
+    data = by_kind(render(["--set-string", "config.extraSettings.OCR_SHAPE_BUCKETS=on,config.extraSettings.OCR_CLS_THRESH=0.8"]),
+                   "ConfigMap")[0]["data"]
+    assert data["OCR_SHAPE_BUCKETS"] == "on" and data["OCR_CLS_THRESH"] == "0.8"
+    assert "schema" in render_fails(["--set-string", "config.extraSettings.OCR_NOT_A_SETTING=1"])
+    assert "schema" in render_fails(["--set-string", "config.extraSettings.OCR_MODEL_SET=ppocrv6_tiny"])  # a typed value's
