@@ -40,15 +40,14 @@ assert 'CUDAExecutionProvider' in o.get_available_providers(), o.get_available_p
     esac
 COPY model_repository ./model_repository
 # the published models (sha256-checked), then the INT8 models quantised from them with the
-# committed activation ranges (export_scripts/int8_ranges; sha256-pinned as well); the GPU variant
-# also converts the FP16 set (export_scripts/fp16.py, sha256-pinned; its converter stays out of the image)
+# committed activation ranges (export_scripts/int8_ranges; sha256-pinned as well), and the FP16
+# set for GPUs (export_scripts/fp16.py, sha256-pinned; its converter stays out of the image). Both
+# variants carry every set: a Triton on GPUs copies its models out of the CPU image.
 RUN /opt/venv/bin/python -m export_scripts.fetch_models --repository /src/model_repository --cache-dir /tmp/wheels \
     && /opt/venv/bin/python -m export_scripts.quantize --repository /src/model_repository --cache-dir /tmp/wheels \
-    && if [ "$VARIANT" = gpu ]; then \
-         /opt/venv/bin/pip install --no-cache-dir --no-deps --target /tmp/fp16 -c constraints.txt onnxconverter-common \
-         && PYTHONPATH=/tmp/fp16 /opt/venv/bin/python -m export_scripts.fp16 --repository /src/model_repository --cache-dir /tmp/wheels \
-         && rm -rf /tmp/fp16; fi \
-    && rm -rf /tmp/wheels
+    && /opt/venv/bin/pip install --no-cache-dir --no-deps --target /tmp/fp16 -c constraints.txt onnxconverter-common \
+    && PYTHONPATH=/tmp/fp16 /opt/venv/bin/python -m export_scripts.fp16 --repository /src/model_repository --cache-dir /tmp/wheels \
+    && rm -rf /tmp/fp16 /tmp/wheels
 
 FROM ${BASE_IMAGE} AS runtime
 # ORT_DISABLE_TELEMETRY: onnxruntime's Linux wheels (CPU and GPU) carry a telemetry uploader to

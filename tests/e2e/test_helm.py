@@ -426,7 +426,7 @@ def test_gpu_limit_node_placement_and_probes_in_triton_mode():
     assert c["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
-    assert "--load-model=ppocrv6_small_rec" in c["args"] and "--model-repository=/models" in c["args"]
+    assert "ppocrv6_small_rec" in _triton_models(docs) and "--model-repository=/models" in c["args"]
     assert pod["initContainers"][0]["name"] == "copy-models"
     cfg = by_kind(docs, "ConfigMap")[0]["data"]
     assert cfg["OCR_BACKEND"] == "triton" and cfg["OCR_TRITON_URL"] == "rel-ocr-service-triton:8000"
@@ -457,12 +457,41 @@ def test_embedded_mode_has_no_triton():
     assert not any("nvidia.com/gpu" in json.dumps(d) for d in docs)
 
 
+def _triton_models(docs, deployment: str = "rel-ocr-service-triton") -> list[str]:
+    """The models Triton serves: the folders copy-models copies (model control none), or the
+    --load-model list (explicit model control, pvc and url repositories)."""
+    pod = named(docs, "Deployment", deployment)["spec"]["template"]["spec"]
+    [triton] = [c for c in pod["containers"] if c["name"] == "triton"]
+    copy = [c for c in pod.get("initContainers", []) if c["name"] == "copy-models"]
+    if copy:
+        assert "--model-control-mode=none" in triton["args"]
+        assert not any(a.startswith("--load-model=") for a in triton["args"])
+        return copy[0]["args"]
+    assert "--model-control-mode=explicit" in triton["args"]
+    return [a.split("=", 1)[1] for a in triton["args"] if a.startswith("--load-model=")]
+
+
+def test_triton_serves_only_the_sets_models_with_no_model_control():
+    """The default (copy): only the set's folders reach Triton's repository and nothing can load or
+    unload a model afterwards; a pvc or url repository may hold more: explicit, the set's only."""
+    docs = render(["--set", "backend=triton"])
+    assert _triton_models(docs) == ["ppocrv6_small_det", "ppocrv6_small_rec", "ppocr_textline_cls"]
+    copy = named(docs, "Deployment", "rel-ocr-service-triton")["spec"]["template"]["spec"]["initContainers"][0]
+    assert "sys.argv[1:]" in copy["command"][2] and "/app/model_repository/" in copy["command"][2]
+    assert _triton_models(render(VALUE_SETS["triton-pvc"])) == ["ppocrv6_small_det", "ppocrv6_small_rec",
+                                                                "ppocr_textline_cls"]
+    assert _triton_models(render(VALUE_SETS["triton-s3"])) == ["ppocrv6_small_det_int8", "ppocrv6_small_rec_int8",
+                                                               "ppocr_textline_cls"]  # triton.gpus 0: the CPU set
+    assert _triton_models(render(VALUE_SETS["triton-colocated"]), "rel-ocr-service") == \
+        ["ppocrv6_small_det", "ppocrv6_small_rec", "ppocr_textline_cls"]
+
+
 def test_model_repository_sources():
     s3 = render(VALUE_SETS["triton-s3"])
     t = named(s3, "Deployment", "rel-ocr-service-triton")["spec"]["template"]["spec"]
     assert "--model-repository=s3://bucket/models" in t["containers"][0]["args"]
     assert "initContainers" not in t and t["containers"][0]["envFrom"][0]["secretRef"]["name"] == "s3-creds"
-    assert "nvidia.com/gpu" not in json.dumps(t)  # gpus: 0 runs Triton on CPU
+    assert "nvidia.com/gpu" not in json.dumps(t["containers"][0]["resources"])  # gpus: 0 runs Triton on CPU
     pvc = render(VALUE_SETS["triton-pvc"])
     t = named(pvc, "Deployment", "rel-ocr-service-triton")["spec"]["template"]["spec"]
     assert {"name": "models", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}} in t["volumes"]
@@ -501,7 +530,7 @@ def test_colocated_triton_is_a_sidecar_sharing_dev_shm_with_the_api():
         assert {"name": "shm", "mountPath": "/dev/shm"} in c["volumeMounts"], c["name"]
     # the models come from the service image through an init container, as for the Triton Deployment
     assert [c["name"] for c in pod["initContainers"]] == ["copy-models"]
-    assert "--model-repository=/models" in triton["args"] and "--load-model=ppocrv6_small_det" in triton["args"]
+    assert "--model-repository=/models" in triton["args"] and "ppocrv6_small_det" in _triton_models(docs, "rel-ocr-service")
     # port names are unique in the pod; the sidecar's probes use its own
     names = [p["name"] for c in pod["containers"] for p in c["ports"]]
     assert len(names) == len(set(names)) and "triton-http" in names and "triton-metrics" in names
@@ -597,7 +626,8 @@ def test_tokens_secret_is_mounted_and_never_rendered_with_existing_secret():
     assert not by_kind(docs, "Secret")
     assert given not in json.dumps(docs)
     api = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
-    assert {"name": "tokens", "secret": {"secretName": "my-tokens"}} in api["volumes"]
+    assert {"name": "tokens", "secret": {"secretName": "my-tokens", "items": [{"key": "tokens", "path": "tokens"}],
+                                         "defaultMode": 0o440}} in api["volumes"]
     assert by_kind(docs, "ConfigMap")[0]["data"]["OCR_API_TOKENS_FILE"] == "/var/run/secrets/ocr/tokens"
 
 
@@ -1030,8 +1060,7 @@ def test_the_int8_default_is_for_cpus(args, model_set, triton_models):
     docs = render(args)
     assert by_kind(docs, "ConfigMap")[0]["data"]["OCR_MODEL_SET"] == model_set
     if triton_models:
-        args_ = named(docs, "Deployment", "rel-ocr-service-triton")["spec"]["template"]["spec"]["containers"][0]["args"]
-        loaded = [a.split("=", 1)[1] for a in args_ if a.startswith("--load-model=")]
+        loaded = _triton_models(docs)
         assert triton_models in loaded and ("ppocrv6_small_rec_int8" in loaded) == ("_int8" in model_set)
 
 
@@ -1048,7 +1077,7 @@ def test_triton_with_gpus_loads_the_gpu_configs(args, config_name, models, repos
     docs = render(args)
     a = named(docs, "Deployment", "rel-ocr-service-triton")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert ("--model-config-name=gpu" in a) == config_name
-    loaded = [x.split("=", 1)[1] for x in a if x.startswith("--load-model=")]
+    loaded = _triton_models(docs)
     assert loaded == models
     if config_name:
         assert all((repository / m / "configs" / "gpu.pbtxt").exists() for m in loaded)
@@ -1070,9 +1099,8 @@ def test_the_charts_model_sets_are_the_services():
     schema = json.loads((CHART / "values.schema.json").read_text())
     assert sorted(schema["properties"]["config"]["properties"]["modelSet"]["enum"]) == sorted(MODEL_SETS)
     for name, ms in MODEL_SETS.items():
-        a = named(render(["--set", "backend=triton", "--set", "triton.gpus=0", "--set", f"config.modelSet={name}"]),
-                  "Deployment", "rel-ocr-service-triton")["spec"]["template"]["spec"]["containers"][0]["args"]
-        assert [x.split("=", 1)[1] for x in a if x.startswith("--load-model=")] == [ms.det, ms.rec, ms.cls], name
+        docs = render(["--set", "backend=triton", "--set", "triton.gpus=0", "--set", f"config.modelSet={name}"])
+        assert _triton_models(docs) == [ms.det, ms.rec, ms.cls], name
 
 
 # --- a GPU pool: schedulable, drains that finish, rollouts without a spare GPU ------------------
@@ -1252,3 +1280,18 @@ def test_every_setting_is_reachable_typed_or_through_the_checked_passthrough():
     assert data["OCR_SHAPE_BUCKETS"] == "on" and data["OCR_CLS_THRESH"] == "0.8"
     assert "schema" in render_fails(["--set-string", "config.extraSettings.OCR_NOT_A_SETTING=1"])
     assert "schema" in render_fails(["--set-string", "config.extraSettings.OCR_MODEL_SET=ppocrv6_tiny"])  # a typed value's
+
+
+def test_triton_is_fenced_by_default():
+    """Only the API pods reach a Triton of this release, even with networkPolicy.enabled off."""
+    docs = render(["--set", "backend=triton"])
+    [policy] = by_kind(docs, "NetworkPolicy")
+    assert policy["metadata"]["name"] == "rel-ocr-service-triton"
+    pods = _pods(docs)
+    api, triton = pods["rel-ocr-service"], pods["rel-ocr-service-triton"]
+    stranger = {"labels": {"app": "batch"}, "ns": "ocr", "ns_labels": {"kubernetes.io/metadata.name": "ocr"}}
+    assert allowed([policy], triton, {"labels": api["labels"], "ns": "ocr",
+                                      "ns_labels": {"kubernetes.io/metadata.name": "ocr"}}, triton["ports"]["http"])
+    assert not allowed([policy], triton, stranger, triton["ports"]["http"])
+    assert not by_kind(render(["--set", "backend=triton,triton.networkPolicy.enabled=false"]), "NetworkPolicy")
+    assert not by_kind(render([]), "NetworkPolicy")  # the embedded backend: no Triton to fence

@@ -325,11 +325,14 @@ quantised from. */}}
 
 {{/* The init container that copies model_repository/ from the service image (triton.modelRepository.source copy). */}}
 {{- define "ocr.tritonCopyModels" -}}
-# The service image carries model_repository/ (fetched and sha256-checked at build time).
+# The service image carries model_repository/ (fetched and sha256-checked at build time); only the
+# model set's folders are copied, and Triton loads what it finds (--model-control-mode=none).
 - name: copy-models
   image: {{ include "ocr.image" . }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
-  command: ["python", "-c", "import shutil; shutil.copytree('/app/model_repository', '/models', dirs_exist_ok=True, ignore=shutil.ignore_patterns('*.md'))"]
+  command: ["python", "-c", "import shutil, sys; [shutil.copytree('/app/model_repository/' + m, '/models/' + m, dirs_exist_ok=True) for m in sys.argv[1:]]"]
+  args:
+    {{- include "ocr.tritonModels" . | nindent 4 }}
   securityContext:
     {{- toYaml .Values.triton.securityContext | nindent 4 }}
   resources:
@@ -360,9 +363,16 @@ quantised from. */}}
     - --allow-grpc=false
     {{- end }}
     - --metrics-port={{ $t.ports.metrics }}
+    {{- if eq $src.source "copy" }}
+    # the repository holds exactly the model set's folders (copy-models): every one is loaded at
+    # start and nothing can load, unload or replace a model afterwards (no model-control API)
+    - --model-control-mode=none
+    {{- else }}
+    # a repository of someone else's (pvc, url) may hold more: load only the set's models
     - --model-control-mode=explicit
     {{- range (include "ocr.tritonModels" $root | fromYamlArray) }}
     - --load-model={{ . }}
+    {{- end }}
     {{- end }}
     - --strict-readiness=true
     - --exit-timeout-secs={{ $t.exitTimeoutSeconds }}
