@@ -752,7 +752,7 @@ def test_rendered_alert_rules_pass_promtool(tmp_path):
     f = tmp_path / "rules.yml"
     f.write_text(yaml.safe_dump(rule["spec"]))
     r = subprocess.run([promtool(), "check", "rules", str(f)], capture_output=True, text=True)
-    assert r.returncode == 0 and "14 rules found" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "15 rules found" in r.stdout, r.stdout + r.stderr
     # `helm install ocr-service -n ocr` gets the file as it is
     same = by_kind(render(ALL_ON, release="ocr-service", namespace="ocr"), "PrometheusRule")[0]
     assert same["spec"] == yaml.safe_load(RULES_FILE.read_text())
