@@ -256,7 +256,8 @@ def test_images_registry_digest_and_global_registry():
     triton = named(docs, "Deployment", "rel-ocr-service-triton")["spec"]["template"]["spec"]
     test_pod = by_kind(docs, "Pod")[0]["spec"]
     assert api["containers"][0]["image"] == f"mirror.example.com/example/ocr-service@{DIGEST}"
-    assert triton["initContainers"][0]["image"] == f"mirror.example.com/example/ocr-service@{DIGEST}"
+    # the models come from the service image of the chart's appVersion, not the API's digest
+    assert triton["initContainers"][0]["image"] == "mirror.example.com/example/ocr-service:0.1.0"
     assert test_pod["containers"][0]["image"] == f"mirror.example.com/example/ocr-service@{DIGEST}"
     assert triton["containers"][0]["image"] == f"mirror.example.com/nvidia/tritonserver@{TRITON_DIGEST}"
     defaults = render(["--set", "backend=triton"])
@@ -1295,3 +1296,26 @@ def test_triton_is_fenced_by_default():
     assert not allowed([policy], triton, stranger, triton["ports"]["http"])
     assert not by_kind(render(["--set", "backend=triton,triton.networkPolicy.enabled=false"]), "NetworkPolicy")
     assert not by_kind(render([]), "NetworkPolicy")  # the embedded backend: no Triton to fence
+
+
+def test_an_api_image_bump_leaves_the_triton_pods_untouched():
+    """The copy-models image is the service image of the chart's appVersion (or its own value), not
+    image.tag: bumping the API image does not change Triton's pod template, which would need a GPU."""
+    def triton_template(extra):
+        return named(render(["--set", "backend=triton", *extra]), "Deployment", "rel-ocr-service-triton")["spec"]["template"]
+
+    base = triton_template([])
+    assert base == triton_template(["--set", "image.tag=9.9.9"])
+    assert base == triton_template(["--set", f"image.digest={DIGEST}"])
+    own = triton_template(["--set", f"triton.modelRepository.image.repository=models/ocr,triton.modelRepository.image.digest={DIGEST}"])
+    assert own["spec"]["initContainers"][0]["image"] == f"ghcr.io/models/ocr@{DIGEST}"  # image.registry applies
+    assert base["spec"]["initContainers"][0]["image"] == "ghcr.io/example/ocr-service:0.1.0"
+
+
+def test_a_colocated_pod_scales_on_the_api_containers_cpu():
+    hpa = by_kind(render(["--set", "backend=triton,triton.colocated.enabled=true,autoscaling.enabled=true"]),
+                  "HorizontalPodAutoscaler")[0]["spec"]
+    [metric] = hpa["metrics"]
+    assert metric["type"] == "ContainerResource" and metric["containerResource"]["container"] == "api"
+    plain = by_kind(render(["--set", "autoscaling.enabled=true"]), "HorizontalPodAutoscaler")[0]["spec"]
+    assert plain["metrics"][0]["type"] == "Resource"

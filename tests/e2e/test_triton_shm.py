@@ -265,16 +265,17 @@ def _concurrent(srv, token, eval_dir, rounds: int = 2) -> list[tuple[str, dict]]
 
 
 def _same_reading(got: dict, ref: dict, name: str) -> None:
-    """Texts exactly; boxes within two map pixels and confidences within 5e-3: Triton's dynamic batcher runs
-    calls of one shape that arrive together as one batch (with shape buckets, two pages on one
+    """Texts exactly; boxes within two map pixels and confidences within 0.02: Triton's dynamic batcher
+    runs calls of one shape that arrive together as one batch (with shape buckets, two pages on one
     detection canvas), and a batched run moves the last digits of the detection map, enough to
     shift a box edge by a pixel or two of the map (scaled to the image: pages over the default
-    detection limit of 960 are read at a smaller scale)."""
+    detection limit of 960 are read at a smaller scale); a line cropped a pixel wider or narrower
+    reads the same text at a slightly different confidence."""
     assert [ln["text"] for ln in got["lines"]] == [ln["text"] for ln in ref["lines"]], name
     tolerance = 2 * max(1.0, max(ref["width"], ref["height"]) / 960) + 1
     for lg, lr in zip(got["lines"], ref["lines"], strict=True):
         assert np.abs(np.asarray(lg["box"]) - np.asarray(lr["box"])).max() <= tolerance, name
-    assert np.allclose([ln["confidence"] for ln in got["lines"]], [ln["confidence"] for ln in ref["lines"]], atol=5e-3), name
+    assert np.allclose([ln["confidence"] for ln in got["lines"]], [ln["confidence"] for ln in ref["lines"]], atol=2e-2), name
     assert got["text"] == ref["text"] and (got["width"], got["height"]) == (ref["width"], ref["height"]), name
 
 

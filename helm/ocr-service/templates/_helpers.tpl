@@ -174,6 +174,15 @@ global.imageRegistry wins over image.registry; a digest wins over the tag. */}}
 {{- include "ocr.imageRef" (dict "image" $img "global" .Values.global "default" .Chart.AppVersion "key" "image") -}}
 {{- end }}
 
+{{/* The image Triton's copy-models init container takes the model folders from: the service image of
+the chart's own appVersion (not image.tag), or triton.modelRepository.image, so that bumping the API
+image (image.tag, image.digest) leaves the Triton pod template, and Triton's GPUs, untouched. */}}
+{{- define "ocr.modelsImage" -}}
+{{- $m := .Values.triton.modelRepository.image -}}
+{{- $img := dict "registry" ($m.registry | default .Values.image.registry) "repository" ($m.repository | default .Values.image.repository) "tag" ($m.tag | default .Chart.AppVersion) "digest" $m.digest -}}
+{{- include "ocr.imageRef" (dict "image" $img "global" .Values.global "default" .Chart.AppVersion "key" "triton.modelRepository.image") -}}
+{{- end }}
+
 {{/* "true" when the embedded backend runs on GPUs (gpu.enabled); the render fails with backend triton. */}}
 {{- define "ocr.embeddedGpu" -}}
 {{- if .Values.gpu.enabled -}}
@@ -328,7 +337,7 @@ quantised from. */}}
 # The service image carries model_repository/ (fetched and sha256-checked at build time); only the
 # model set's folders are copied, and Triton loads what it finds (--model-control-mode=none).
 - name: copy-models
-  image: {{ include "ocr.image" . }}
+  image: {{ include "ocr.modelsImage" . }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
   command: ["python", "-c", "import shutil, sys; [shutil.copytree('/app/model_repository/' + m, '/models/' + m, dirs_exist_ok=True) for m in sys.argv[1:]]"]
   args:
