@@ -1319,3 +1319,20 @@ def test_a_colocated_pod_scales_on_the_api_containers_cpu():
     assert metric["type"] == "ContainerResource" and metric["containerResource"]["container"] == "api"
     plain = by_kind(render(["--set", "autoscaling.enabled=true"]), "HorizontalPodAutoscaler")[0]["spec"]
     assert plain["metrics"][0]["type"] == "Resource"
+
+
+def test_the_triton_hpa_comes_with_its_adapter_rule(tmp_path):
+    docs = render(["--set", "backend=triton,triton.autoscaling.enabled=true"])
+    hpa = named(docs, "HorizontalPodAutoscaler", "rel-ocr-service-triton")["spec"]
+    metric = hpa["metrics"][0]["pods"]["metric"]["name"]
+    [cm] = [c for c in by_kind(docs, "ConfigMap") if c["metadata"]["name"] == "rel-ocr-service-triton-prometheus-adapter-rule"]
+    [rule] = yaml.safe_load(cm["data"]["rules.yaml"])["rules"]
+    assert rule["name"]["as"] == metric == "avg_time_queue_us"
+    assert rule["seriesQuery"].startswith("nv_inference_queue_duration_us{")
+    # the query as the adapter fills it, checked by promtool as a rule expression
+    expr = rule["metricsQuery"].replace("<<.GroupBy>>", "namespace, pod").replace(
+        "<<.LabelMatchers>>", 'namespace="ocr",pod=~"rel-ocr-service-triton-.*"')
+    f = tmp_path / "r.yml"
+    f.write_text(yaml.safe_dump({"groups": [{"name": "q", "rules": [{"record": "q:queue_us", "expr": expr}]}]}))
+    r = subprocess.run([promtool(), "check", "rules", str(f)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
