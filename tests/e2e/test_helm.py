@@ -277,13 +277,21 @@ def test_images_registry_digest_and_global_registry():
 
 def test_service_account_for_irsa_and_workload_identity():
     docs = render(VALUE_SETS["irsa-s3"])
-    sa = named(docs, "ServiceAccount", "rel-ocr-service")
-    assert sa["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/m"}
-    assert sa["automountServiceAccountToken"] is False
-    pods = [d["spec"]["template"]["spec"] for d in by_kind(docs, "Deployment")] + [d["spec"] for d in by_kind(docs, "Pod")]
+    role = {"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/m"}
+    sa = named(docs, "ServiceAccount", "rel-ocr-service-triton")  # Triton's own account gets the role
+    assert sa["metadata"]["annotations"] == role and sa["automountServiceAccountToken"] is False
+    pods = {d["metadata"]["name"]: d["spec"]["template"]["spec"] for d in by_kind(docs, "Deployment")}
+    pods |= {d["metadata"]["name"]: d["spec"] for d in by_kind(docs, "Pod")}
     assert len(pods) == 3
-    for pod in pods:
-        assert pod["serviceAccountName"] == "rel-ocr-service" and pod["automountServiceAccountToken"] is False
+    for name, pod in pods.items():
+        expected = "rel-ocr-service-triton" if name == "rel-ocr-service-triton" else "rel-ocr-service"
+        assert pod["serviceAccountName"] == expected and pod["automountServiceAccountToken"] is False, name
+    # set on Triton's account alone, the role stays off the API's
+    apart = render(["--set", "backend=triton,triton.modelRepository.source=url,triton.modelRepository.url=s3://b/m",
+                    "--set-string", "triton.serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::1:role/t"])
+    assert "annotations" not in named(apart, "ServiceAccount", "rel-ocr-service")["metadata"]
+    assert named(apart, "ServiceAccount", "rel-ocr-service-triton")["metadata"]["annotations"] == \
+        {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/t"}
     triton = named(docs, "Deployment", "rel-ocr-service-triton")["spec"]["template"]["spec"]["containers"][0]
     assert "--model-repository=s3://bucket/models" in triton["args"] and "envFrom" not in triton  # no key Secret
     own = render(["--set", "serviceAccount.create=false,serviceAccount.name=shared-reader"])

@@ -206,6 +206,14 @@ true
 {{- include "ocr.imageRef" (dict "image" .Values.triton.image "global" .Values.global "default" "" "key" "triton.image") -}}
 {{- end }}
 
+{{- define "ocr.tritonServiceAccountName" -}}
+{{- if .Values.triton.serviceAccount.create -}}
+{{- default (include "ocr.tritonName" .) .Values.triton.serviceAccount.name -}}
+{{- else -}}
+{{- default (include "ocr.serviceAccountName" .) .Values.triton.serviceAccount.name -}}
+{{- end -}}
+{{- end }}
+
 {{- define "ocr.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "ocr.fullname" .) .Values.serviceAccount.name -}}
