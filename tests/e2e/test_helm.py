@@ -1344,3 +1344,46 @@ def test_the_triton_hpa_comes_with_its_adapter_rule(tmp_path):
     f.write_text(yaml.safe_dump({"groups": [{"name": "q", "rules": [{"record": "q:queue_us", "expr": expr}]}]}))
     r = subprocess.run([promtool(), "check", "rules", str(f)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _template(docs, name: str) -> dict:
+    return named(docs, "Deployment", name)["spec"]["template"]
+
+
+def test_a_model_set_switch_in_steps_never_leaves_the_api_without_its_models():
+    """small -> tiny in three upgrades: Triton first serves both (its pods roll, the API's do not),
+    then the API switches (Triton's pods stay as they are: they serve both already), then Triton
+    drops the old set (the API's pods stay). At no step does an API pod ask for a model Triton lacks."""
+    steps = [["--set", "backend=triton"],
+             ["--set", "backend=triton", "--set-json", 'triton.extraModelSets=["ppocrv6_tiny"]'],
+             ["--set", "backend=triton,config.modelSet=ppocrv6_tiny", "--set-json", 'triton.extraModelSets=["ppocrv6_small"]'],
+             ["--set", "backend=triton,config.modelSet=ppocrv6_tiny"]]
+    docs = [render(s) for s in steps]
+    api = [_template(d, "rel-ocr-service") for d in docs]
+    triton = [_template(d, "rel-ocr-service-triton") for d in docs]
+    served = [set(_triton_models(d)) for d in docs]
+    wanted = [by_kind(d, "ConfigMap")[0]["data"]["OCR_MODEL_SET"] for d in docs]
+    assert api[0] == api[1] and triton[0] != triton[1]  # 1: Triton rolls, the API stays
+    assert triton[1] == triton[2] and api[1] != api[2]  # 2: the API rolls, Triton stays
+    assert api[2] == api[3] and triton[2] != triton[3]  # 3: Triton rolls, the API stays
+    need = {"ppocrv6_small": {"ppocrv6_small_det", "ppocrv6_small_rec"}, "ppocrv6_tiny": {"ppocrv6_tiny_det", "ppocrv6_tiny_rec"}}
+    for i in range(1, 4):  # while step i rolls, the pods of a Deployment whose template changed are old and new
+        api_sets = {wanted[i - 1], wanted[i]} if api[i - 1] != api[i] else {wanted[i]}
+        tritons = [served[i - 1], served[i]] if triton[i - 1] != triton[i] else [served[i]]
+        assert all(need[a] <= t for a in api_sets for t in tritons), (i, api_sets, tritons)
+    # the same switch in one upgrade would not hold: new API pods could meet old Triton pods
+    assert not need[wanted[3]] <= served[0]
+
+
+def test_a_backend_switch_starts_triton_before_the_api_uses_it():
+    """embedded -> triton in two upgrades: triton.standby runs Triton beside the embedded API (the
+    API's pods stay), then backend: triton rolls the API onto a Triton that is already Ready (Triton's
+    pods stay)."""
+    embedded, standby, switched = render([]), render(["--set", "triton.standby=true"]), render(["--set", "backend=triton"])
+    assert _template(embedded, "rel-ocr-service") == _template(standby, "rel-ocr-service")
+    assert by_kind(standby, "ConfigMap")[0]["data"]["OCR_BACKEND"] == "onnxruntime"
+    assert _template(standby, "rel-ocr-service-triton") == _template(switched, "rel-ocr-service-triton")
+    assert by_kind(switched, "ConfigMap")[0]["data"]["OCR_MODEL_SET"] == "ppocrv6_small"  # what the standby Triton serves
+    assert set(_triton_models(standby)) >= {"ppocrv6_small_det", "ppocrv6_small_rec"}
+    assert "standby" in render_fails(["--set", "backend=triton,triton.standby=true"])
+    assert "schema" in render_fails(["--set-json", 'triton.extraModelSets=["nope"]'])

@@ -292,7 +292,11 @@ true
 
 {{/* "true" when the chart runs Triton as a Deployment of its own. */}}
 {{- define "ocr.tritonManaged" -}}
-{{- if and (eq .Values.backend "triton") (ne (include "ocr.tritonColocated" .) "true") (ne (include "ocr.tritonExternal" .) "true") -}}
+{{- if .Values.triton.standby -}}
+{{- if ne .Values.backend "embedded" }}{{ fail "triton.standby runs a Triton beside the embedded backend, for a switch to backend: triton; with backend: triton it is that Triton already" }}{{ end -}}
+{{- if or .Values.triton.colocated.enabled .Values.triton.external.url }}{{ fail "triton.standby renders a Triton Deployment of this release: not with triton.colocated.enabled or triton.external.url" }}{{ end -}}
+true
+{{- else if and (eq .Values.backend "triton") (ne (include "ocr.tritonColocated" .) "true") (ne (include "ocr.tritonExternal" .) "true") -}}
 true
 {{- end -}}
 {{- end }}
@@ -335,9 +339,22 @@ quantised from. */}}
 {{- end }}
 
 {{/* The models each model set loads on Triton. */}}
+{{/* The set Triton serves for config.modelSet: an INT8 set becomes the float one when Triton has GPUs. */}}
+{{- define "ocr.tritonModelSet" -}}
+{{- if and (gt (int .Values.triton.gpus) 0) (has .Values.config.modelSet (list "ppocrv6_small_int8" "ppocrv6_small_int8rec")) -}}ppocrv6_small{{- else -}}{{ .Values.config.modelSet }}{{- end -}}
+{{- end }}
+
+{{/* The models Triton serves: the model set's, then those of triton.extraModelSets (a set switch in two
+upgrades without a request failing: docs/deployment.md), each folder once, in a stable order. */}}
 {{- define "ocr.tritonModels" -}}
 {{- $models := dict "ppocrv6_small_int8" (list "ppocrv6_small_det_int8" "ppocrv6_small_rec_int8" "ppocr_textline_cls") "ppocrv6_small_int8rec" (list "ppocrv6_small_det" "ppocrv6_small_rec_int8" "ppocr_textline_cls") "ppocrv6_small" (list "ppocrv6_small_det" "ppocrv6_small_rec" "ppocr_textline_cls") "ppocrv6_small_fp16" (list "ppocrv6_small_det_fp16" "ppocrv6_small_rec_fp16" "ppocr_textline_cls") "ppocrv6_tiny" (list "ppocrv6_tiny_det" "ppocrv6_tiny_rec" "ppocr_textline_cls") "ppocrv5_mobile" (list "ppocrv5_mobile_det" "ppocrv5_mobile_rec" "ppocr_textline_cls") -}}
-{{- toYaml (get $models (include "ocr.modelSet" .)) -}}
+{{- $all := get $models (include "ocr.tritonModelSet" .) -}}
+{{- range .Values.triton.extraModelSets -}}
+{{- $set := . -}}
+{{- if and (gt (int $.Values.triton.gpus) 0) (has $set (list "ppocrv6_small_int8" "ppocrv6_small_int8rec")) }}{{ $set = "ppocrv6_small" }}{{ end -}}
+{{- $all = concat $all (get $models $set) -}}
+{{- end -}}
+{{- toYaml (ternary (uniq $all | sortAlpha) $all (gt (len .Values.triton.extraModelSets) 0)) -}}
 {{- end }}
 
 {{/* The init container that copies model_repository/ from the service image (triton.modelRepository.source copy). */}}
