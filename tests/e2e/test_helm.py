@@ -92,6 +92,8 @@ ESCAPE_HATCHES = [
     "--set-json", 'triton.sidecars=[{"name":"dcgm","image":"nvcr.io/nvidia/k8s/dcgm-exporter:3.3.8-3.6.0-ubuntu22.04"}]',
 ]
 VALUE_SETS["escape-hatches"] = ESCAPE_HATCHES
+VALUE_SETS["triton-keda"] = [*ALL_ON, "--set", "triton.autoscaling.keda.enabled=true,"
+                              "triton.autoscaling.keda.serverAddress=http://prometheus.monitoring:9090"]
 VALUE_SETS["triton-external"] = [*ALL_ON, "--set", "triton.external.url=triton.inference.svc:8000"]
 # the embedded backend on GPU nodes (the image's GPU variant): the production values and the bare switch
 VALUE_SETS["gpu-embedded"] = ["-f", str(CHART / "ci" / "gpu-embedded-values.yaml")]
@@ -204,7 +206,8 @@ def test_rendered_core_kinds_pass_kubernetes_validate_strict(name, tmp_path):
                                         ("everything-on", {"ServiceMonitor", "PrometheusRule"}),
                                         ("servicemonitor-options", {"ServiceMonitor", "PrometheusRule"}),
                                         ("keda", {"ServiceMonitor", "PrometheusRule", "ScaledObject"}),
-                                        ("triton-colocated-gpu", {"ServiceMonitor", "PrometheusRule"})])
+                                        ("triton-colocated-gpu", {"ServiceMonitor", "PrometheusRule"}),
+                                        ("triton-keda", {"ServiceMonitor", "PrometheusRule", "ScaledObject"})])
 def test_custom_resources_pass_their_crd_schemas(name, kinds):
     crds = [d for d in render(VALUE_SETS[name]) if d["kind"] in CRD_KINDS]
     assert {d["kind"] for d in crds} == kinds
@@ -1387,3 +1390,20 @@ def test_a_backend_switch_starts_triton_before_the_api_uses_it():
     assert set(_triton_models(standby)) >= {"ppocrv6_small_det", "ppocrv6_small_rec"}
     assert "standby" in render_fails(["--set", "backend=triton,triton.standby=true"])
     assert "schema" in render_fails(["--set-json", 'triton.extraModelSets=["nope"]'])
+
+
+def test_keda_can_scale_triton_on_its_queue_time(tmp_path):
+    docs = render(VALUE_SETS["triton-keda"])
+    so = named(docs, "ScaledObject", "rel-ocr-service-triton")["spec"]
+    assert so["scaleTargetRef"]["name"] == "rel-ocr-service-triton" and so["minReplicaCount"] == 1
+    [trigger] = so["triggers"]
+    assert trigger["metricType"] == "Value" and trigger["metadata"]["threshold"] == "50000"
+    query = trigger["metadata"]["query"]
+    assert 'job="rel-ocr-service-triton"' in query and 'namespace="ocr"' in query
+    assert not [h for h in by_kind(docs, "HorizontalPodAutoscaler") if h["metadata"]["name"].endswith("-triton")]
+    f = tmp_path / "q.yml"
+    f.write_text(yaml.safe_dump({"groups": [{"name": "q", "rules": [{"record": "q:queue_us", "expr": query}]}]}))
+    r = subprocess.run([promtool(), "check", "rules", str(f)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "cannot both be on" in render_fails([*VALUE_SETS["triton-keda"], "--set", "triton.autoscaling.enabled=true"])
+    assert "serverAddress is required" in render_fails(["--set", "backend=triton,triton.autoscaling.keda.enabled=true"])
