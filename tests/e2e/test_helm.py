@@ -160,7 +160,7 @@ def selectors(expr: str) -> list[tuple[str, dict | None]]:
     out = []
     for m in _IDENT.finditer(masked):
         name = m.group()
-        if not (name.startswith(("ocr_", "ocr:", "nv_")) or name == "up"):
+        if not (name.startswith(("ocr_", "ocr:", "nv_", "DCGM_")) or name == "up"):
             continue
         rest = masked[m.end():]
         if not rest.lstrip().startswith("{"):
@@ -849,6 +849,8 @@ def test_every_alert_has_a_runbook_severity_and_the_required_alerts_exist():
 DASHBOARD_FILE = CHART / "files" / "grafana-dashboard.json"
 API_SCOPE = {"namespace": ("=~", "$namespace"), "job": ("=~", "$job"), "pod": ("=~", "$pod")}
 TRITON_SCOPE = {"namespace": ("=~", "$namespace"), "job": ("=~", "$triton_job")}
+# dcgm-exporter's series name the GPU's pod (its pod mapping), not a job of ours
+DCGM_SCOPE = {"namespace": ("=~", "$namespace"), "pod": ("=~", "$triton_job-.*")}
 
 
 def test_service_probes_annotations_and_dashboard():
@@ -881,6 +883,7 @@ def test_the_dashboard_selects_one_release():
         assert sel, (title, expr)
         for name, matchers in sel:
             scope = TRITON_SCOPE if name.startswith("nv_") or (name == "up" and "triton_job" in str(matchers)) else API_SCOPE
+            scope = DCGM_SCOPE if name.startswith("DCGM_") else scope
             assert matchers is not None and {k: matchers.get(k) for k in scope} == scope, (title, name, matchers)
         if "ocr_http_request" in expr:  # every client route, not only /v1/ocr
             assert 'route="/v1/ocr"' not in expr, title
@@ -893,7 +896,8 @@ def test_the_dashboard_has_the_operational_panels():
         for name, _ in selectors(expr):
             metrics_of.setdefault(name, set()).add(title)
     for metric in ("ocr_jobs_waiting", "ocr_jobs_in_flight", "ocr_rejected_total", "ocr_memory_budget_bytes", "ocr_backend_up",
-                   "nv_gpu_utilization", "nv_gpu_memory_used_bytes", "nv_gpu_power_usage", "nv_inference_queue_duration_us", "up"):
+                   "nv_gpu_utilization", "nv_gpu_memory_used_bytes", "nv_gpu_power_usage", "nv_inference_queue_duration_us", "up",
+                   "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED"):
         assert metric in metrics_of, metric
     rejected = [e for _, e in targets if "ocr_rejected_total" in e]
     assert any("by (reason)" in e for e in rejected)
