@@ -160,7 +160,7 @@ class Settings(BaseSettings):
     queue_timeout_s: float = Field(default=10.0, gt=0, description="longest wait for a slot before 503")
     request_timeout_s: float = Field(default=60.0, gt=0, description="deadline of one OCR request (wait + work)")
     rate_limit_per_minute: int = Field(default=0, ge=0, description="per-token limit (0: off); beyond it 429")
-    rate_limit_burst: int = Field(default=0, ge=0, description="per-token burst (0: a tenth of a minute's rate)")
+    rate_limit_burst: int = Field(default=0, ge=0, description="per-token burst (0: a sixth of a minute's rate, at least 1)")
     shutdown_delay_s: float = Field(default=0.0, ge=0, description="on SIGTERM: readiness false this long first")
     shutdown_grace_s: float = Field(default=30.0, ge=0, description="then in-flight requests get this long")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="CORS off when empty")

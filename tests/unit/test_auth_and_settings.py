@@ -84,3 +84,19 @@ def test_configuration_errors_exit_2_without_echoing_values():
     assert r.returncode == 2
     assert "OCR_PORT" in r.stderr
     assert "tok-do-not-print-9f8e" not in r.stderr + r.stdout and "not-a-port-7c1d" not in r.stderr
+
+
+def test_the_burst_default_is_what_the_setting_says():
+    """OCR_RATE_LIMIT_BURST=0 means a sixth of the per-minute rate (at least 1): the admission code,
+    the setting's description and docs/configuration.md say the same."""
+    from pathlib import Path
+
+    from preprocess_service.admission import Admission
+    from preprocess_service.settings import Settings
+
+    for rate, burst in ((60, 10), (5, 1), (600, 100)):
+        a = Admission.from_settings(Settings(api_tokens=["x" * 16], rate_limit_per_minute=rate))
+        assert a._rates is not None and a._rates.burst == burst
+    assert "a sixth of a minute's rate" in (Settings.model_fields["rate_limit_burst"].description or "")
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    assert "0 (= rate / 6)" in docs
