@@ -10,6 +10,13 @@ from ..logredact import redact_url
 from ..logs import new_request_id, request_id
 
 access_log = logging.getLogger("preprocess_service.access")
+# The method label of the request metrics: the standard methods, every other one (the client chose
+# it, and each would be a new series) counted as "other".
+METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+
+
+def method_label(method: str) -> str:
+    return method if method in METRIC_METHODS else "other"
 
 
 class RequestContext:
@@ -46,15 +53,17 @@ class RequestContext:
             metrics.IN_FLIGHT.dec()
             elapsed = time.perf_counter() - start
             route = self._route(scope)
-            metrics.HTTP_REQUESTS.labels(route, scope["method"], str(status["code"])).inc()
-            metrics.HTTP_DURATION.labels(route, scope["method"]).observe(elapsed)
+            method = method_label(scope["method"])
+            metrics.HTTP_REQUESTS.labels(route, method, str(status["code"])).inc()
+            metrics.HTTP_DURATION.labels(route, method).observe(elapsed)
             query = scope.get("query_string", b"").decode("latin-1")
             path = scope["path"] + (f"?{query}" if query else "")
             client = scope.get("client")
+            raw_method = scope["method"][:16]  # as sent, cut: client text
             access_log.info(
-                "%s %s %d", scope["method"], redact_url(path), status["code"],
+                "%s %s %d", raw_method, redact_url(path), status["code"],
                 extra={
-                    "method": scope["method"], "path": redact_url(path), "route": route,
+                    "method": raw_method, "path": redact_url(path), "route": route,
                     "status": status["code"], "duration_ms": round(elapsed * 1000, 2),
                     "client": f"{client[0]}:{client[1]}" if client else None,
                 },

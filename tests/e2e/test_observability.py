@@ -198,3 +198,16 @@ def test_real_prometheus_scrapes_service_and_triton(server, client, triton, trit
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_made_up_methods_do_not_make_new_series(server):
+    """The HTTP method is the client's choice: beyond the standard ones every method is counted as
+    "other", so 300 made-up methods add one series, not 300 (and /metrics stays small)."""
+    before = httpx.get(f"{server.url}/metrics").text
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        codes = {c.request(f"X{i:03d}EVIL", "/healthz").status_code for i in range(300)}
+    assert codes <= {400, 404, 405, 501}, codes
+    text = httpx.get(f"{server.url}/metrics").text
+    assert "EVIL" not in text
+    assert 'method="other"' in text
+    assert len(text) < len(before) + 4000  # a handful of new series at most, whatever the methods
