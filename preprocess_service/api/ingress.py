@@ -26,11 +26,21 @@ from collections.abc import Callable
 from urllib.parse import parse_qsl
 
 from fastapi.responses import JSONResponse
+from starlette.routing import Match
 
 from .. import budget as memory
 from .. import metrics
 from ..auth import bearer_token
-from ..errors import BackendUnavailable, MemoryBudgetBusy, NotReady, OCRError, PayloadTooLarge, RequestTimeout, Unauthorized
+from ..errors import (
+    BackendUnavailable,
+    HTTPFailure,
+    MemoryBudgetBusy,
+    NotReady,
+    OCRError,
+    PayloadTooLarge,
+    RequestTimeout,
+    Unauthorized,
+)
 from ..settings import Settings
 from . import errors as envelopes
 from .deps import AppContext
@@ -71,10 +81,17 @@ class Ingress:
         self.total_timeout_s = s.body_timeout_s
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST":
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        refused = self._malformed(scope)
+        if refused is not None:
+            return await self._reject(scope, receive, send, self._count(envelopes.native, refused))
+        if scope["method"] != "POST":
             return await self.app(scope, receive, send)
         route = PROTECTED.get(scope["path"])
-        render: Renderer = route[1] if route else envelopes.native
+        if route is None:  # no other route takes a body: refused before a byte of it is read
+            return await self._reject(scope, receive, send, self._count(envelopes.native, self._no_body_route(scope)))
+        render: Renderer = route[1]
         if route is not None:
             kind = route[0]
             presented = _query_key(scope) if kind == "key" else bearer_token(_header(scope, b"authorization"))
@@ -138,6 +155,27 @@ class Ingress:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+    @staticmethod
+    def _malformed(scope) -> OCRError | None:
+        """A path with control characters (e.g. a decoded %0A) or a body framed twice (Content-Length
+        and Transfer-Encoding, RFC 9112 6.3): refused as they are, never routed or read."""
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in scope["path"]):
+            return HTTPFailure(400, "the request path holds control characters")
+        names = {k.lower() for k, _ in scope.get("headers") or ()}
+        if b"content-length" in names and b"transfer-encoding" in names:
+            return HTTPFailure(400, "a request may not carry both Content-Length and Transfer-Encoding")
+        return None
+
+    @staticmethod
+    def _no_body_route(scope) -> OCRError:
+        """A POST to a path that takes no body: 405 where the path exists for other methods, else 404."""
+        app = scope.get("app")
+        for r in getattr(app, "routes", ()):
+            match, _ = r.matches(scope)
+            if match != Match.NONE:  # PARTIAL: the path is a route's, for other methods
+                return HTTPFailure(405, "this path does not take POST")
+        return HTTPFailure(404, "no such route")
 
     @staticmethod
     def _count(render: Renderer, err: OCRError) -> JSONResponse:
