@@ -574,8 +574,8 @@ def measure(repository: Path, eval_dir: Path, repeats: int) -> dict:
                     "onnxruntime": _ort_version()},
         "note": "in-process Pipeline (embedded onnxruntime, default settings), one image at a time; "
                 "ms_per_image_median: each image's median over the rounds, averaged over the benchmark's 35 images "
-                "(31 evaluation images and 4 rendered labels), the variants taking turns image by image; measured "
-                "on a shared 2-core machine while other work ran: noisy (compare within one run only)",
+                "(31 evaluation images and 4 rendered labels), the variants taking turns image by image; on 2 cores "
+                "the timings move by several percent from run to run: compare within one run only",
         "images_timed": len(images),
         "model_runs": "det_model_ms_* / rec_model_ms_*: one model run at a time through the service's backend, "
                       "fp32 and int8 interleaved, 10 x repeats runs: detection on tess_unlv_8071_093.png resized to "

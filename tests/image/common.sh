@@ -1,5 +1,5 @@
-# Sourced by tests/image/test-image.sh and test-image-gpu.sh: podman with this machine's workarounds
-# and the Debian base image made here (no base image can be pulled on this machine).
+# Sourced by tests/image/test-image.sh and test-image-gpu.sh: podman without a Docker engine or a
+# registry for base images, from a Debian base image built locally with debootstrap.
 # shellcheck shell=bash
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -7,7 +7,7 @@ PY=${PY:-.venv/bin/python}
 BASE=localhost/ocr-base:bookworm
 ROOTFS=.cache/image/rootfs
 PODMAN=(podman --storage-driver vfs)
-# workarounds on this machine: chroot isolation for RUN, runc, bounded ulimits, host network,
+# podman without a daemon or cgroup delegation: chroot isolation for RUN, runc, bounded ulimits, host network,
 # the host CA bundle for pip inside RUN
 export BUILDAH_ISOLATION=chroot
 LIMITS=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024)

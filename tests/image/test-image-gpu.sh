@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make test-image-gpu: build the GPU variant of the service image (VARIANT=gpu: onnxruntime-gpu and
 # the CUDA/cuDNN libraries from PyPI, requirements-gpu.txt) with podman on the Debian base the CPU
-# image test uses, then, on this machine without a GPU:
+# image test uses, then, on a machine without a GPU:
 #   - the image holds exactly requirements-gpu.txt (no CPU onnxruntime), and every library the CUDA
 #     provider links resolves inside the image except the driver's libcuda.so.1;
 #   - with its defaults (CUDA first, no fallback) the container refuses to start, exits non-zero,

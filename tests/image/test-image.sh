@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# make test-image: build the service image with podman from a Debian base made here (no base
-# image can be pulled on this machine), run it with a read-only root filesystem on the host
+# make test-image: build the service image with podman from a Debian base built locally with
+# debootstrap (no base image is pulled), run it with a read-only root filesystem on the host
 # network, and check /healthz and one authenticated OCR call. Cleans up after itself.
 set -euo pipefail
 # shellcheck source=tests/image/common.sh
