@@ -237,9 +237,15 @@ def build_inference_yml(src: ModelSource, zf: zipfile.ZipFile) -> bytes:
     return text.encode("utf-8")
 
 
-def write_derived_folder(repository: Path, name: str, source: str, kind: str, model_bytes: bytes) -> None:
-    """A model folder built from another one (INT8, FP16): its served model, the source's
-    inference.yml and a generated config.pbtxt."""
+def write_derived_folder(repository: Path, name: str, source: str, kind: str, model_bytes: bytes, pinned: str,
+                         accept_new: bool, error: type[Exception], why: str) -> str:
+    """A model folder built from another one (INT8, FP16): its served model, checked against its
+    pinned sha256 (a mismatch raises ``error``, naming ``why`` it may differ, unless ``accept_new``),
+    the source's inference.yml and a generated config.pbtxt. Returns the model's sha256."""
+    digest = sha256_bytes(model_bytes)
+    if digest != pinned and not accept_new:
+        raise error(f"{name}: the built model has sha256 {digest}, pinned {pinned or '(none)'} "
+                    f"({why}? --accept-new-sha256 writes it anyway)")
     folder = repository / name
     yml_bytes = (repository / source / "inference.yml").read_bytes()
     _write_if_changed(folder / "inference.yml", yml_bytes)
@@ -247,6 +253,7 @@ def write_derived_folder(repository: Path, name: str, source: str, kind: str, mo
     yml_doc = yaml.load(yml_bytes, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     cfg = triton_config.render_for_model(name, kind, io.BytesIO(model_bytes), yml_doc)
     _write_if_changed(folder / "config.pbtxt", cfg.encode("utf-8"))
+    return digest
 
 
 def _write_if_changed(path: Path, data: bytes) -> bool:

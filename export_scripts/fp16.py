@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from export_scripts import fetch_models, input_head
-from export_scripts.fetch_models import sha256_bytes, sha256_file
+from export_scripts.fetch_models import sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,12 +99,9 @@ def generate(repository: Path, cache_dir: Path, accept_new: bool = False, force:
             raise Fp16Error(f"{target.source} is not in {repository}: run `make models` first")
         t0 = time.perf_counter()
         data = build(target, repository, cache_dir)
-        digest = sha256_bytes(data)
-        if digest != target.served_sha256 and not accept_new:
-            raise Fp16Error(f"{name}: the converted model has sha256 {digest}, pinned {target.served_sha256} "
-                            "(another onnx or onnxconverter-common? --accept-new-sha256 writes it anyway)")
-        fetch_models.write_derived_folder(repository, name, target.source, target.kind, data)
-        written[name] = digest
+        written[name] = digest = fetch_models.write_derived_folder(
+            repository, name, target.source, target.kind, data, target.served_sha256, accept_new, Fp16Error,
+            "another onnx or onnxconverter-common")
         print(f"fp16: {name}: sha256 {digest} ({time.perf_counter() - t0:.1f} s)", flush=True)
     return written
 

@@ -81,7 +81,7 @@ from typing import Any
 import numpy as np
 
 from export_scripts import fetch_models, input_head
-from export_scripts.fetch_models import FetchError, sha256_bytes, sha256_file
+from export_scripts.fetch_models import FetchError, sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACT = ROOT / "docs" / "artifacts" / "int8.json"
@@ -371,12 +371,9 @@ def generate(repository: Path, names: list[str], cache_dir: Path, accept_new: bo
             raise QuantizeError(f"{ranges_path(target)} is missing: `python -m export_scripts.quantize --calibrate` measures it")
         t0 = time.perf_counter()
         data = build(target, repository, cache_dir)
-        digest = sha256_bytes(data)
-        if digest != target.served_sha256 and not accept_new:
-            raise QuantizeError(f"{name}: the quantised model has sha256 {digest}, pinned {target.served_sha256 or '(none)'} "
-                                "(other ranges, recipe, onnx or onnxruntime? --accept-new-sha256 writes it anyway)")
-        fetch_models.write_derived_folder(repository, name, target.source, target.kind, data)
-        written[name] = digest
+        written[name] = digest = fetch_models.write_derived_folder(
+            repository, name, target.source, target.kind, data, target.served_sha256, accept_new, QuantizeError,
+            "other ranges, recipe, onnx or onnxruntime")
         print(f"quantize: {name}: sha256 {digest} ({time.perf_counter() - t0:.0f} s)", flush=True)
     return written
 
