@@ -42,6 +42,7 @@ WRITTEN_BY = {
     "det-threads.json": "python -m bench.pairs (the command is in the artifact)",
     "shape-buckets.json": "python -m bench.shapes",
     "batcher.json": "python -m bench.batcher",
+    "triton-balance.json": "python -m bench.triton_balance",
     "gpu-bench.json": "bash bench/gpu_run.sh on a GPU machine, from the loads of make gpu-stage (docs/gpu.md)",
 }
 # a folder beside the repository that a user's clone does not have (spelled so that this file
@@ -508,6 +509,21 @@ def batcher(a: Artifacts) -> str:
             + table(["variant", "concurrency", "img/s", "p50 ms", "p95 ms", f"vs {d['baseline']}"], rows) + "\n")
 
 
+def triton_balance(a: Artifacts) -> str:
+    d = a["triton-balance.json"]
+    rows = []
+    for mode, r in d["modes"].items():
+        for p in r["phases"]:
+            rows.append([mode, p["phase"], " + ".join(p["in_service"]), p["pages"], p["failed"],
+                         f"{p['share']['A']:.0%}", f"{p['share']['B']:.0%}"])
+    return (f"Two local Tritons (A and B) on {machine(d['machine'])}, {d['date'][:10]} (`{d['command']}`, artifact "
+            f"`docs/artifacts/triton-balance.json`): the pipeline at {d['concurrency']} pages at once, "
+            f"{d['phase_s']:g} s per phase, model set `{d['model_set']}`; each Triton's share of the model calls from "
+            "its own counter (`nv_inference_request_success`). Both Tritons share the same cores, so pages per "
+            "phase say nothing of scaling.\n\n"
+            + table(["way in", "phase", "in the Service", "pages", "failed", "calls to A", "calls to B"], rows) + "\n")
+
+
 def gpu_bench(a: Artifacts) -> str:
     if not (a.root / ARTIFACTS / "gpu-bench.json").exists():
         return ("No GPU run is recorded yet: there is no `gpu-bench.json` in `docs/artifacts/`. Every GPU figure of "
@@ -561,6 +577,7 @@ REGIONS = {
     "shape-buckets": shape_buckets,
     "fp16-accuracy": fp16_accuracy,
     "batcher": batcher,
+    "triton-balance": triton_balance,
     "gpu-bench": gpu_bench,
 }
 

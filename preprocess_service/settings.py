@@ -55,7 +55,14 @@ class Settings(BaseSettings):
     ort_inter_op_threads: int = Field(default=1, ge=0, description="threads across graph branches (parallel mode)")
 
     # Triton backend
-    triton_url: str = "127.0.0.1:8000"  # host:port of Triton's HTTP endpoint, no scheme
+    triton_url: str = Field(
+        default="127.0.0.1:8000", description="Triton's HTTP endpoint, host:port (several: comma-separated)")
+    triton_balance: Literal["off", "dns"] = Field(
+        default="off", description="off: each address used as given (a ClusterIP Service: kube-proxy picks a pod "
+        "per connection, kept-alive connections stay on it); dns: the service resolves each host every "
+        "OCR_TRITON_RESOLVE_S (a headless Service: every ready pod) and sends each call to the least busy address")
+    triton_resolve_s: float = Field(
+        default=5.0, gt=0, le=300, description="how often the Triton host is resolved again with OCR_TRITON_BALANCE=dns")
     triton_timeout_s: float = Field(default=30.0, gt=0, description="deadline of one inference call")
     triton_retries: int = Field(default=1, ge=0, le=5, description="retries after a connection failure")
     triton_startup_timeout_s: float = Field(
@@ -245,6 +252,16 @@ class Settings(BaseSettings):
         if self.gpu_asked and MODEL_SETS[self.model_set].cpu_only and not (self.det_model and self.rec_model):
             raise ValueError(f"model set {self.model_set} is quantised for CPUs; with a GPU provider choose a "
                              "GPU set (ppocrv6_small, ppocrv6_small_fp16)")
+        return self
+
+    @model_validator(mode="after")
+    def _triton_addresses(self):
+        from .backends.triton_endpoints import split_targets
+
+        targets = split_targets(self.triton_url)  # ValueError: not host:port
+        if self.triton_shm and (self.triton_balance != "off" or len(targets) > 1):
+            raise ValueError("OCR_TRITON_SHM needs the one Triton in the pod: one OCR_TRITON_URL address and "
+                             "OCR_TRITON_BALANCE=off")
         return self
 
     @model_validator(mode="after")

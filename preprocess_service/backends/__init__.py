@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from ..settings import Settings
 from .base import InferenceBackend, ModelIO, request_deadline
+from .triton_endpoints import Resolver
 
 
-def create_backend(settings: Settings) -> InferenceBackend:
+def create_backend(settings: Settings, triton_resolver: Resolver | None = None) -> InferenceBackend:
     """The configured backend; with shape buckets on, behind a ``BucketedBackend`` that pads each
-    model's batches to the allowed sizes (and, in-process, batches across requests)."""
-    backend = _backend(settings)
+    model's batches to the allowed sizes (and, in-process, batches across requests).
+    ``triton_resolver`` replaces DNS for OCR_TRITON_BALANCE=dns (a benchmark scripts a headless
+    Service's answers with it)."""
+    backend = _backend(settings, triton_resolver)
     if not settings.buckets_on:
         return backend
     from .batching import BucketedBackend
@@ -22,7 +25,7 @@ def create_backend(settings: Settings) -> InferenceBackend:
     return BucketedBackend(backend, sizes, 0 if backend.remote else settings.batch_delay_us)
 
 
-def _backend(settings: Settings) -> InferenceBackend:
+def _backend(settings: Settings, triton_resolver: Resolver | None) -> InferenceBackend:
     if settings.backend == "onnxruntime":
         from .onnxruntime_backend import CudaOptions, OnnxRuntimeBackend
 
@@ -49,6 +52,9 @@ def _backend(settings: Settings) -> InferenceBackend:
             retries=settings.triton_retries,
             startup_timeout_s=settings.triton_startup_timeout_s,
             shm=ShmOptions.from_settings(settings),
+            balance=settings.triton_balance,
+            resolve_every_s=settings.triton_resolve_s,
+            resolver=triton_resolver,
         )
     if settings.backend == "openvino":
         try:

@@ -15,6 +15,10 @@ registered once, the same request goes out with the region's name and offsets, a
 are read back from the region. A call that does not fit a region, or finds none free, goes over
 the network; when Triton has forgotten the regions (it restarted) they are registered again and
 the call is retried once. Either path gives the same arrays.
+
+Which Triton a call goes to (one address, or each ready pod behind a headless Service, least
+busy first) is ``triton_endpoints``'s business; a call that could not connect is retried on
+another address when there is one.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from tritonclient.utils import InferenceServerException, np_to_triton_dtype, tri
 
 from ..errors import BackendError, BackendUnavailable, DeadlineExceeded, Overloaded
 from .base import InferenceBackend, ModelIO, request_deadline
+from .triton_endpoints import Endpoint, Endpoints, Resolver
 from .triton_shm import Layout, Region, RegionPool, auto_region_bytes, plan
 
 log = logging.getLogger(__name__)
@@ -91,12 +96,15 @@ class TritonBackend(InferenceBackend):
     remote = True
 
     def __init__(self, url: str, timeout_s: float = 30.0, retries: int = 1, startup_timeout_s: float = 300.0,
-                 shm: ShmOptions | None = None):
-        self._url = url.removeprefix("http://")
+                 shm: ShmOptions | None = None, balance: str = "off", resolve_every_s: float = 5.0,
+                 resolver: Resolver | None = None):
+        self._endpoints = Endpoints(url, balance, resolve_every_s, conn_timeout=timeout_s, resolver=resolver)
+        if shm and not self._endpoints.single:
+            raise ValueError("Triton shared memory needs the one Triton in the pod (one address, no balancing)")
+        self._url = self._endpoints.label
         self._timeout = timeout_s
         self._retries = retries
         self._startup_timeout = startup_timeout_s
-        self._client: aioclient.InferenceServerClient | None = None
         self._io: dict[str, ModelIO] = {}
         self._placement: dict[str, str] = {}
         self._out_dtypes: dict[str, dict[str, str]] = {}
@@ -110,13 +118,22 @@ class TritonBackend(InferenceBackend):
         self._out_ratio: dict[tuple[str, str], float] = {}
         self.shm_stats = {"shm": 0, "network": 0, "busy": 0, "too_big": 0, "reregistered": 0, "quarantined": 0}
 
-    def _get_client(self) -> aioclient.InferenceServerClient:
-        if self._client is None:  # created inside the running loop (aiohttp needs one)
-            self._client = aioclient.InferenceServerClient(self._url, conn_timeout=self._timeout)
-        return self._client
+    async def _endpoint(self) -> Endpoint:
+        """The address for calls that any Triton answers alike (metadata, health): the least busy.
+        Its client is created inside the running loop (aiohttp needs one)."""
+        endpoint = await self._endpoints.pick()
+        if endpoint is None:
+            raise ConnectionError(f"no address of Triton at {self._url} resolved")
+        return endpoint
 
-    async def _describe_model(self, model: str) -> None:
-        client = self._get_client()
+    async def _get_client(self) -> aioclient.InferenceServerClient:
+        return (await self._endpoint()).client
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return self._endpoints
+
+    async def _describe_model(self, model: str, client: aioclient.InferenceServerClient) -> None:
         meta = await client.get_model_metadata(model)
         cfg = await client.get_model_config(model)
         self._io[model] = ModelIO(
@@ -128,33 +145,43 @@ class TritonBackend(InferenceBackend):
         backend = cfg.get("backend") or cfg.get("platform") or "?"
         self._placement[model] = f"triton:{backend}:{'+'.join(kinds)}"
 
+    async def _serve(self, endpoint: Endpoint, models: list[str], pending: list[str]) -> str | None:
+        """Describe each model of ``models`` this address serves now (taken off ``pending``); the
+        reason one is not served, or None. An address that cannot be reached is skipped for a while."""
+        try:
+            for model in list(models):
+                if await endpoint.client.is_model_ready(model):
+                    await self._describe_model(model, endpoint.client)
+                    pending.remove(model)
+                else:
+                    return f"model {model} not ready"
+        except _CONNECTION_ERRORS as exc:
+            self._endpoints.mark_down(endpoint)
+            return f"{type(exc).__name__}: {exc}"
+        except (TimeoutError, InferenceServerException) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
     async def load(self, models: list[str], required: bool = True) -> list[str]:
         """Wait (bounded) until Triton serves every model, then read their tensor names.
         Optional models are taken only if Triton serves them now."""
         if not required:
-            loaded = []
-            for model in models:
+            wanted = [m for m in models if m not in self._io]
+            if wanted:
                 try:
-                    if model in self._io or await self._get_client().is_model_ready(model):
-                        if model not in self._io:
-                            await self._describe_model(model)
-                        loaded.append(model)
-                except (TimeoutError, InferenceServerException, *_CONNECTION_ERRORS):
-                    pass
-            return loaded
+                    endpoint = await self._endpoint()
+                except _CONNECTION_ERRORS:
+                    return [m for m in models if m in self._io]
+                for model in wanted:
+                    await self._serve(endpoint, [model], [model])
+            return [m for m in models if m in self._io]
         deadline = time.monotonic() + self._startup_timeout
         pending = [m for m in models if m not in self._io]
         last_error = "not contacted"
         while pending:
             try:
-                client = self._get_client()
-                for model in list(pending):
-                    if await client.is_model_ready(model):
-                        await self._describe_model(model)
-                        pending.remove(model)
-                    else:
-                        last_error = f"model {model} not ready"
-            except (TimeoutError, InferenceServerException, *_CONNECTION_ERRORS) as exc:
+                last_error = await self._serve(await self._endpoint(), pending, pending) or last_error
+            except _CONNECTION_ERRORS as exc:  # no address resolved
                 last_error = f"{type(exc).__name__}: {exc}"
             if pending:
                 if time.monotonic() > deadline:
@@ -213,10 +240,13 @@ class TritonBackend(InferenceBackend):
         attempt = 0
         while True:
             budget = self._budget(model)
+            endpoint: Endpoint | None = await self._endpoints.pick()
+            if endpoint is None:
+                raise BackendUnavailable("no address of the inference server resolved")
+            self._endpoints.begin(endpoint)
             try:
                 return await asyncio.wait_for(
-                    self._get_client().infer(model, infer_inputs, outputs=requested,
-                                             timeout=max(1, int(budget * 1e6))),
+                    endpoint.client.infer(model, infer_inputs, outputs=requested, timeout=max(1, int(budget * 1e6))),
                     budget + VERDICT_GRACE_S,
                 )
             except TimeoutError:
@@ -224,12 +254,15 @@ class TritonBackend(InferenceBackend):
                     raise DeadlineExceeded(f"model {model} did not answer before the request's deadline") from None
                 raise BackendUnavailable(f"the inference server did not answer within {self._timeout:g}s") from None
             except _CONNECTION_ERRORS as exc:
+                self._endpoints.mark_down(endpoint)  # the next attempt goes to another address, if any
                 if attempt < self._retries:
                     attempt += 1
                     await asyncio.sleep(0.1 * attempt)
                     continue
-                log.warning("Triton at %s unreachable for %s: %s", self._url, model, type(exc).__name__)
+                log.warning("Triton at %s unreachable for %s: %s", endpoint.address, model, type(exc).__name__)
                 raise BackendUnavailable("the inference server is unreachable") from None
+            finally:
+                await self._endpoints.end(endpoint)
 
     # --- system shared memory ------------------------------------------------------------------
 
@@ -256,7 +289,7 @@ class TritonBackend(InferenceBackend):
             self._registered = False
             try:
                 self._pool.create()
-                client = self._get_client()
+                client = await self._get_client()
 
                 async def register(region: Region) -> None:
                     try:
@@ -367,16 +400,27 @@ class TritonBackend(InferenceBackend):
                 asyncio.get_running_loop().call_later(rest, self._pool.release, region)
 
     async def ready(self) -> bool:
+        """Some Triton address serves every model (with balancing, calls go to those that do:
+        an address that does not is a terminating or starting pod, soon out of the answer)."""
+        if not self._io:
+            return False
         try:
-            client = self._get_client()
-            if not await asyncio.wait_for(client.is_server_live(), 2.0):
-                return False
-            for model in self._io:
-                if not await asyncio.wait_for(client.is_model_ready(model), 2.0):
-                    return False
-            return bool(self._io)
+            endpoints = await self._endpoints.all()
         except Exception:
             return False
+        for endpoint in endpoints:
+            try:
+                client = endpoint.client
+                if not await asyncio.wait_for(client.is_server_live(), 2.0):
+                    continue
+                for model in self._io:
+                    if not await asyncio.wait_for(client.is_model_ready(model), 2.0):
+                        break
+                else:
+                    return True
+            except Exception:
+                continue
+        return False
 
     def describe(self) -> dict[str, str]:
         return dict(self._placement)
@@ -386,18 +430,16 @@ class TritonBackend(InferenceBackend):
             log.info("Triton shared memory: %(shm)d calls through it, %(network)d over HTTP (%(busy)d found no "
                      "free region, %(too_big)d did not fit one), registered again %(reregistered)d times, "
                      "%(quarantined)d regions rested after a call without an answer", self.shm_stats)
-            if self._registered and self._client is not None:
-                client = self._client
+            if self._registered:
                 try:
+                    client = await self._get_client()
                     await asyncio.wait_for(asyncio.gather(
                         *(client.unregister_system_shared_memory(r.name) for r in self._pool.regions)), 3.0)
                 except Exception as exc:  # Triton gone or hung: a restarted one knows nothing of them
                     log.info("could not unregister the shared-memory regions from Triton: %s", type(exc).__name__)
                 self._registered = False
             self._pool.destroy()
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        await self._endpoints.close()
 
 
 def _refusal(model: str, exc: InferenceServerException) -> Exception:

@@ -137,6 +137,7 @@ def _parent_chart(tmp_path: Path, how: str) -> Path:
     (parent / "values.yaml").write_text(yaml.safe_dump({
         "global": {"imageRegistry": "mirror.example.com", "storageClass": "fast"},  # globals of other subcharts too
         "ocr-service": {"backend": "triton", "auth": {"existingSecret": "ocr-tokens"},
+                        "triton": {"adminSecret": "triton-admin"},
                         "metrics": {"prometheusRule": {"enabled": True}}},
     }))
     (parent / "templates").mkdir()
@@ -160,7 +161,9 @@ def test_installs_as_a_subchart_with_global_values(how, tmp_path):
     assert images == {"mirror.example.com/example/ocr-service:0.1.0", "mirror.example.com/nvidia/tritonserver:24.10-py3"}
     assert not by_kind(docs, "Secret")
     rule = by_kind(docs, "PrometheusRule")[0]
-    assert 'namespace="prod", job="shop-ocr-service"' in yaml.safe_dump(rule["spec"], width=10_000)
+    # annotation scraping (no ServiceMonitor): the conventional job, narrowed by the release's pod labels
+    assert ('namespace="prod", job="kubernetes-pods", app_kubernetes_io_instance="shop", '
+            'app_kubernetes_io_component="api"') in yaml.safe_dump(rule["spec"], width=10_000)
     r = subprocess.run([str(HELM), "lint", "--strict", str(parent), "--namespace", "prod"], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     # the subchart's schema still checks its own values under the parent

@@ -441,7 +441,7 @@ def test_gpu_limit_node_placement_and_probes_in_triton_mode():
     assert "ppocrv6_small_rec" in _triton_models(docs) and "--model-repository=/models" in c["args"]
     assert pod["initContainers"][0]["name"] == "copy-models"
     cfg = by_kind(docs, "ConfigMap")[0]["data"]
-    assert cfg["OCR_BACKEND"] == "triton" and cfg["OCR_TRITON_URL"] == "rel-ocr-service-triton:8000"
+    assert cfg["OCR_BACKEND"] == "triton" and cfg["OCR_TRITON_URL"] == "rel-ocr-service-triton-headless:8000"
     hpas = {h["metadata"]["name"]: h for h in by_kind(docs, "HorizontalPodAutoscaler")}
     assert hpas["rel-ocr-service"]["spec"]["metrics"][0]["resource"]["name"] == "cpu"
     assert hpas["rel-ocr-service-triton"]["spec"]["metrics"][0]["pods"]["metric"]["name"] == "avg_time_queue_us"
@@ -546,7 +546,8 @@ def test_colocated_triton_is_a_sidecar_sharing_dev_shm_with_the_api():
     # port names are unique in the pod; the sidecar's probes use its own
     names = [p["name"] for c in pod["containers"] for p in c["ports"]]
     assert len(names) == len(set(names)) and "triton-http" in names and "triton-metrics" in names
-    assert triton["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "triton-http"}
+    # bound to loopback, it is probed from inside (tests/e2e/test_triton_lockdown.py runs the probes)
+    assert "/v2/health/ready" in triton["readinessProbe"]["exec"]["command"][2]
     assert api["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     # both run as the pod's user (the service's regions are mode 0600)
     assert "runAsUser" not in api["securityContext"] and "runAsUser" not in triton["securityContext"]
@@ -562,7 +563,7 @@ def test_colocated_triton_is_a_sidecar_sharing_dev_shm_with_the_api():
     assert sleep >= float(cfg["OCR_SHUTDOWN_DELAY_S"]) + float(cfg["OCR_SHUTDOWN_GRACE_S"])
     assert sleep < pod["terminationGracePeriodSeconds"]
     embedded = by_kind(render(VALUE_SETS["everything-on"]), "ConfigMap")[0]["data"]
-    assert "OCR_TRITON_SHM" not in embedded and embedded["OCR_TRITON_URL"] == "rel-ocr-service-triton:8000"
+    assert "OCR_TRITON_SHM" not in embedded and embedded["OCR_TRITON_URL"] == "rel-ocr-service-triton-headless:8000"
 
 
 def test_colocated_triton_on_gpu_nodes_metrics_and_network_policy():
@@ -816,6 +817,54 @@ def test_the_prometheus_rule_is_scoped_to_the_release(tmp_path):
     jobs_set = render([*ALL_ON, "--set", "monitoring.apiJob=kubernetes-pods,monitoring.tritonJob=triton-pods"])
     text = json.dumps(by_kind(jobs_set, "PrometheusRule")[0]["spec"])
     assert 'job=\\"kubernetes-pods\\"' in text and 'job=\\"triton-pods\\"' in text and "rel-ocr-service" not in text
+
+
+@pytest.mark.parametrize("colocated", [False, True])
+def test_alerts_find_their_series_under_annotation_scraping(tmp_path, colocated):
+    """Issue: with annotation scraping (the default: no ServiceMonitor) the alerts selected jobs that
+    only a ServiceMonitor creates, so none could fire. Now they select Prometheus' conventional
+    annotation jobs narrowed by the component's own labels: promtool fires TritonTargetDown for a
+    Triton target and not for an API pod of the same job, OCRTargetDown the other way round, and
+    the absent() alerts only when the release's targets are gone."""
+    layout = ["--set", "triton.colocated.enabled=true"] if colocated else []
+    docs = render(["--set", "backend=triton,metrics.prometheusRule.enabled=true", *layout])
+    spec = by_kind(docs, "PrometheusRule")[0]["spec"]
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(spec))
+    triton_job = "kubernetes-service-endpoints" if colocated else "kubernetes-pods"
+    labels = 'namespace="ocr", instance="{i}", pod="{p}", app_kubernetes_io_instance="{r}", app_kubernetes_io_component="{c}"'
+    series = [("kubernetes-pods", "10.0.0.1:8080", "rel-ocr-service-a", "rel", "api", "0x10"),
+              (triton_job, "10.0.0.2:8002", "rel-ocr-service-triton-a", "rel", "triton", "0x10"),
+              ("kubernetes-pods", "10.0.0.3:8080", "other-ocr-service-a", "other", "api", "1x10")]
+    input_series = [{"series": f'up{{job="{j}", ' + labels.format(i=i, p=p, r=r, c=c) + "}", "values": v}
+                     for j, i, p, r, c, v in series]
+
+    def fired(alert: str, job: str, instance: str, pod: str, component: str) -> dict:
+        return {"eval_time": "6m", "alertname": alert, "exp_alerts": [{"exp_labels": {
+            "severity": "warning", "job": job, "namespace": "ocr", "instance": instance, "pod": pod,
+            "app_kubernetes_io_instance": "rel", "app_kubernetes_io_component": component}, "exp_annotations": {
+            **next(a for a in _alerts(spec) if a["alert"] == alert)["annotations"]}}]}
+
+    def rendered(alert: str, job: str, instance: str, pod: str, component: str) -> dict:
+        want = fired(alert, job, instance, pod, component)
+        ann = want["exp_alerts"][0]["exp_annotations"]
+        ann["summary"] = ann["summary"].replace("{{ $labels.instance }}", instance)
+        ann["description"] = ann["description"].replace("{{ $labels.pod }}", pod).replace(
+            "{{ $labels.instance }}", instance).replace("{{ $labels.job }}", job)
+        return want
+
+    tests = [{"interval": "1m", "input_series": input_series, "alert_rule_test": [
+        rendered("TritonTargetDown", triton_job, "10.0.0.2:8002", "rel-ocr-service-triton-a", "triton"),
+        rendered("OCRTargetDown", "kubernetes-pods", "10.0.0.1:8080", "rel-ocr-service-a", "api"),
+        {"eval_time": "15m", "alertname": "TritonTargetsMissing", "exp_alerts": []},
+        {"eval_time": "15m", "alertname": "OCRTargetsMissing", "exp_alerts": []}]}]
+    (tmp_path / "test.yml").write_text(yaml.safe_dump({"rule_files": ["rules.yml"], "evaluation_interval": "1m",
+                                                      "tests": tests}))
+    r = subprocess.run([promtool(), "test", "rules", str(tmp_path / "test.yml")], capture_output=True, text=True)
+    assert r.returncode == 0 and "SUCCESS" in r.stdout, r.stdout + r.stderr
+    with_monitor = by_kind(render(["--set", "backend=triton,metrics.prometheusRule.enabled=true,"
+                                   "metrics.serviceMonitor.enabled=true", *layout]), "PrometheusRule")[0]["spec"]
+    text = json.dumps(with_monitor)
+    assert "kubernetes-pods" not in text and "app_kubernetes_io_component" not in text
 
 
 def test_every_alert_has_a_runbook_severity_and_the_required_alerts_exist():
@@ -1208,7 +1257,36 @@ def test_long_release_names_keep_triton_and_the_api_apart():
     assert all(len(n) <= 63 for n in deployments + services)
     [triton] = [n for n in deployments if n.endswith("-triton")]
     url = by_kind(docs, "ConfigMap")[0]["data"]["OCR_TRITON_URL"]
-    assert url == f"{triton}:8000" and triton in services
+    host = url.removesuffix(":8000")
+    assert host.endswith("-triton-headless") and host in services and host != triton and triton in services
+
+
+def test_the_api_balances_over_ready_triton_pods():
+    """Issue: through the ClusterIP Service, kept-alive connections pin each API pod to the Triton
+    pods that existed when they opened. By default the API resolves a headless Service (every ready
+    Triton pod) and balances itself (measured: docs/artifacts/triton-balance.json)."""
+    from preprocess_service.settings import Settings
+
+    docs = render(["--set", "backend=triton", "--set", "triton.resolveSeconds=2"])
+    cfg = by_kind(docs, "ConfigMap")[0]["data"]
+    headless = named(docs, "Service", "rel-ocr-service-triton-headless")["spec"]
+    assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is False
+    assert headless["selector"] == named(docs, "Service", "rel-ocr-service-triton")["spec"]["selector"]
+    assert [p["port"] for p in headless["ports"]] == [8000]
+    assert cfg["OCR_TRITON_URL"] == "rel-ocr-service-triton-headless:8000" and cfg["OCR_TRITON_BALANCE"] == "dns"
+    settings = Settings(**{k.removeprefix("OCR_").lower(): v for k, v in cfg.items()
+                           if k in ("OCR_BACKEND", "OCR_TRITON_URL", "OCR_TRITON_BALANCE", "OCR_TRITON_RESOLVE_S")},
+                        api_tokens="x" * 16)
+    assert settings.triton_balance == "dns" and settings.triton_resolve_s == 2
+    off = render(["--set", "backend=triton", "--set", "triton.balance=off"])
+    assert by_kind(off, "ConfigMap")[0]["data"]["OCR_TRITON_URL"] == "rel-ocr-service-triton:8000"
+    assert "OCR_TRITON_BALANCE" not in by_kind(off, "ConfigMap")[0]["data"]
+    assert not [s for s in by_kind(off, "Service") if s["metadata"]["name"].endswith("-headless")]
+    for layout in (["--set", "triton.colocated.enabled=true"], ["--set", "triton.external.url=t.svc:8000"]):
+        other = render(["--set", "backend=triton", *layout])
+        assert "OCR_TRITON_BALANCE" not in by_kind(other, "ConfigMap")[0]["data"]
+        assert not [s for s in by_kind(other, "Service") if s["metadata"]["name"].endswith("-headless")]
+    assert "triton.balance" in render_fails(["--set", "backend=triton", "--set", "triton.balance=random"])
 
 
 def test_a_url_model_repository_needs_its_url():

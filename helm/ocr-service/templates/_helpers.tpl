@@ -231,13 +231,39 @@ true
 {{- default (include (ternary "ocr.tritonMetricsName" "ocr.tritonName" (eq (include "ocr.tritonColocated" .) "true")) .) .Values.monitoring.tritonJob -}}
 {{- end }}
 
+{{/* The label matchers that pick the API's and Triton's series, for alerts and scaling queries.
+With a ServiceMonitor, or a job named in monitoring.*Job: that job. With annotation scraping only
+(metrics.annotations, no ServiceMonitor), Prometheus' conventional jobs (prometheus-community's
+chart: `kubernetes-pods` for annotated pods, `kubernetes-service-endpoints` for annotated
+Services) hold every annotated target of the cluster, so the pod's or Service's own labels, which
+those jobs copy onto the series (labelmap), pick this release's component. */}}
+{{- define "ocr.annotationOnly" -}}
+{{- and .Values.metrics.annotations (not .Values.metrics.serviceMonitor.enabled) -}}
+{{- end }}
+
+{{- define "ocr.apiMatch" -}}
+{{- if and (not .Values.monitoring.apiJob) (eq (include "ocr.annotationOnly" .) "true") -}}
+job="kubernetes-pods", app_kubernetes_io_instance={{ .Release.Name | quote }}, app_kubernetes_io_component="api"
+{{- else -}}
+job={{ include "ocr.apiJob" . | quote }}
+{{- end -}}
+{{- end }}
+
+{{- define "ocr.tritonMatch" -}}
+{{- if and (not .Values.monitoring.tritonJob) (eq (include "ocr.annotationOnly" .) "true") -}}
+job={{ ternary "kubernetes-service-endpoints" "kubernetes-pods" (eq (include "ocr.tritonColocated" .) "true") | quote }}, app_kubernetes_io_instance={{ .Release.Name | quote }}, app_kubernetes_io_component="triton"
+{{- else -}}
+job={{ include "ocr.tritonJob" . | quote }}
+{{- end -}}
+{{- end }}
+
 {{/* files/alert-rules.yml with this release's namespace, jobs and runbook page in place of the file's
 (namespace="ocr", job="ocr-service", job="ocr-service-triton": what `helm install ocr-service -n ocr`
 gives). Without Triton the triton group is left out. */}}
 {{- define "ocr.alertRules" -}}
 {{- $text := .Files.Get "files/alert-rules.yml" -}}
-{{- $text = $text | replace "job=\"ocr-service-triton\"" (printf "job=%q" (include "ocr.tritonJob" .)) -}}
-{{- $text = $text | replace "job=\"ocr-service\"" (printf "job=%q" (include "ocr.apiJob" .)) -}}
+{{- $text = $text | replace "job=\"ocr-service-triton\"" (include "ocr.tritonMatch" .) -}}
+{{- $text = $text | replace "job=\"ocr-service\"" (include "ocr.apiMatch" .) -}}
 {{- $text = $text | replace "namespace=\"ocr\"" (printf "namespace=%q" .Release.Namespace) -}}
 {{- $text = $text | replace "https://github.com/example/ocr-service/blob/main/docs/operations.md#" (printf "%s#" (trimSuffix "/" .Values.monitoring.runbookBaseUrl)) -}}
 {{- $rules := $text | fromYaml -}}
@@ -272,7 +298,7 @@ gives). Without Triton the triton group is left out. */}}
 {{/* OCR jobs of this release (holding a slot plus queued for one), summed over its pods: the KEDA
 trigger's query. Both gauges in one selector, so the sum holds when either series is missing. */}}
 {{- define "ocr.jobsQuery" -}}
-{{- printf "sum({__name__=~\"ocr_jobs_in_flight|ocr_jobs_waiting\", namespace=%q, job=%q})" .Release.Namespace (include "ocr.apiJob" .) -}}
+{{- printf "sum({__name__=~\"ocr_jobs_in_flight|ocr_jobs_waiting\", namespace=%q, %s})" .Release.Namespace (include "ocr.apiMatch" .) -}}
 {{- end }}
 
 {{/* The prometheus-adapter rule for the HPA's jobs-per-pod metric (files/prometheus-adapter-rules.yml). */}}
@@ -326,6 +352,20 @@ true
 {{- end }}
 
 {{/* The Service that gives a colocated Triton's metrics their `job` label (a ServiceMonitor scrapes it). */}}
+{{- define "ocr.tritonAdminSecret" -}}
+{{- .Values.triton.adminSecret | default (include "ocr.suffixedName" (dict "root" . "suffix" "triton-admin")) }}
+{{- end }}
+
+{{/* An exec probe asking Triton on loopback: HTTP/1.0 GET of .path on .port, success on a 200. */}}
+{{- define "ocr.tritonLoopbackProbe" -}}
+{{- $script := printf "exec 3<>/dev/tcp/127.0.0.1/%d && printf 'GET %s HTTP/1.0\\r\\n\\r\\n' >&3 && read -r status <&3 && [[ $status == *' 200 '* ]]" (int .port) .path -}}
+{{- printf "[\"bash\", \"-c\", %q]" $script -}}
+{{- end }}
+
+{{- define "ocr.tritonHeadlessName" -}}
+{{- include "ocr.suffixedName" (dict "root" . "suffix" "triton-headless") }}
+{{- end }}
+
 {{- define "ocr.tritonMetricsName" -}}
 {{- include "ocr.suffixedName" (dict "root" . "suffix" "triton-metrics") }}
 {{- end }}
@@ -391,6 +431,16 @@ upgrades without a request failing: docs/deployment.md), each folder once, in a 
     - tritonserver
     - --model-repository={{ if eq $src.source "url" }}{{ required "triton.modelRepository.url is required with triton.modelRepository.source=url (s3://, gs:// or as://)" $src.url }}{{ else }}/models{{ end }}
     - --http-port={{ $t.ports.http }}
+    {{- if .colocated }}
+    # only the pod's own containers reach the HTTP API (inference, shared memory); the metrics port
+    # stays open to the scraper
+    - --http-address=127.0.0.1
+    - --metrics-address=0.0.0.0
+    {{- end }}
+    # The APIs the service never calls answer 403 without the admin key's header (Secret
+    # {{ include "ocr.tritonAdminSecret" $root }}): model load/unload/index, and logging and trace
+    # settings; shared memory too, except for the sidecar, whose API registers its regions.
+    - --http-restricted-api={{ ternary "model-repository,logging,trace" "model-repository,shared-memory,logging,trace" .colocated }}:triton-admin-key=$(TRITON_ADMIN_KEY)
     {{- if $t.grpc.enabled }}
     - --grpc-port={{ $t.ports.grpc }}
     {{- else }}
@@ -428,28 +478,50 @@ upgrades without a request failing: docs/deployment.md), each folder once, in a 
     {{- toYaml . | nindent 4 }}
     {{- end }}
   {{- end }}
-  {{- with $t.extraEnv }}
   env:
+    - name: TRITON_ADMIN_KEY
+      valueFrom:
+        secretKeyRef: {name: {{ include "ocr.tritonAdminSecret" $root }}, key: admin-key}
+    {{- with $t.extraEnv }}
     {{- toYaml . | nindent 4 }}
-  {{- end }}
+    {{- end }}
   ports:
     - {name: {{ $p }}http, containerPort: {{ $t.ports.http }}, protocol: TCP}
     {{- if $t.grpc.enabled }}
     - {name: {{ $p }}grpc, containerPort: {{ $t.ports.grpc }}, protocol: TCP}
     {{- end }}
     - {name: {{ $p }}metrics, containerPort: {{ $t.ports.metrics }}, protocol: TCP}
+  {{- if .colocated }}
+  # Bound to 127.0.0.1, the sidecar is out of the kubelet's reach (it probes the pod IP): the
+  # probes run in the container and ask Triton on loopback (bash, no curl needed).
   startupProbe:
-    httpGet: {path: /v2/health/ready, port: {{ $p }}http}
+    exec: {command: {{ include "ocr.tritonLoopbackProbe" (dict "port" $t.ports.http "path" "/v2/health/ready") }}}
     periodSeconds: 10
     failureThreshold: 60
   readinessProbe:
-    httpGet: {path: /v2/health/ready, port: {{ $p }}http}
+    exec: {command: {{ include "ocr.tritonLoopbackProbe" (dict "port" $t.ports.http "path" "/v2/health/ready") }}}
+    periodSeconds: 5
+    timeoutSeconds: 3
+    failureThreshold: 3
+  livenessProbe:
+    exec: {command: {{ include "ocr.tritonLoopbackProbe" (dict "port" $t.ports.http "path" "/v2/health/live") }}}
+    periodSeconds: 10
+    timeoutSeconds: 3
+    failureThreshold: 3
+  {{- else }}
+  startupProbe:
+    httpGet: {path: /v2/health/ready, port: http}
+    periodSeconds: 10
+    failureThreshold: 60
+  readinessProbe:
+    httpGet: {path: /v2/health/ready, port: http}
     periodSeconds: 5
     failureThreshold: 3
   livenessProbe:
-    httpGet: {path: /v2/health/live, port: {{ $p }}http}
+    httpGet: {path: /v2/health/live, port: http}
     periodSeconds: 10
     failureThreshold: 3
+  {{- end }}
   {{- if .colocated }}
   # Both containers get SIGTERM at once: Triton waits until the API has drained its requests
   # (the drain delay + OCR_SHUTDOWN_GRACE_S), so that they still reach it.
