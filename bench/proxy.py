@@ -117,7 +117,10 @@ class ServiceProxy:
             except OSError:
                 client_writer.close()
                 return
-            await asyncio.gather(pipe(client_reader, server_writer), pipe(server_reader, client_writer))
+            try:
+                await asyncio.gather(pipe(client_reader, server_writer), pipe(server_reader, client_writer))
+            except asyncio.CancelledError:  # the proxy is closing
+                pass
 
         async def start():
             self._server = await asyncio.start_server(handle, "127.0.0.1", self.port)

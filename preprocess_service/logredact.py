@@ -24,6 +24,11 @@ places: uvicorn's access formatter unpacks them), a mapping argument, ``extra`` 
 sensitive KEYS redact their values: ``extra={"token": T}``), the exception text and the stack.
 When the formatted message still carries something to redact, it is replaced by its redacted
 text. Redaction over-redacts rather than lets a secret through.
+
+Cost is bounded per record: every logged string is cut to :data:`MAX_LOGGED_CHARS` before it is
+redacted (a 16 KiB query string on any path, sent without a token, costs the cut's work, not the
+patterns' over 16 KiB), and a record is redacted once, however many loggers and handlers carry the
+filter (it sits on each, since a logger's filters do not see its children's records).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, unquote_plus
@@ -48,6 +54,7 @@ _SENSITIVE_LAST_WORD = frozenset(
     {"key", "token", "secret", "password", "passwd", "authorization", "credential", "credentials", "cookie",
      "signature", "apikey", "accesstoken"}
 )
+MAX_LOGGED_CHARS = 2048  # of one logged string (message, argument, extra field); the rest is cut before redaction
 _MIN_SCRUB = 6  # a secret this long is removed anywhere in the record; shorter ones only as a whole value
 _MAX_DEPTH = 4  # nested encodings looked into; deeper values that could carry one are redacted outright
 
@@ -223,8 +230,22 @@ _STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "a
 _EXCEPTION_FORMATTER = logging.Formatter()
 
 
+def _cut(v: Any) -> Any:
+    if isinstance(v, str) and len(v) > MAX_LOGGED_CHARS:
+        return f"{v[:MAX_LOGGED_CHARS]}...[{len(v) - MAX_LOGGED_CHARS} characters cut]"
+    if isinstance(v, bytes) and len(v) > MAX_LOGGED_CHARS:
+        return v[:MAX_LOGGED_CHARS] + b"...[cut]"
+    return v
+
+
 def _redact_record(record: logging.LogRecord) -> None:
     r = _Redaction()
+    # cut first: the patterns below then see at most MAX_LOGGED_CHARS of each string
+    record.msg = _cut(record.msg)
+    if isinstance(record.args, Mapping):
+        record.args = {k: _cut(v) for k, v in record.args.items()}
+    elif isinstance(record.args, tuple):
+        record.args = tuple(_cut(a) for a in record.args)
     if isinstance(record.args, Mapping):
         record.args = {k: r.value(v, k) for k, v in record.args.items()}
     elif isinstance(record.args, tuple):
@@ -235,7 +256,7 @@ def _redact_record(record: logging.LogRecord) -> None:
         record.msg = r.text(record.msg)
     extras = [k for k in record.__dict__ if k not in _STANDARD_ATTRS]
     for k in extras:
-        record.__dict__[k] = r.value(record.__dict__[k], k)
+        record.__dict__[k] = r.value(_cut(record.__dict__[k]), k)
     if record.exc_info or record.exc_text:
         shown = record.exc_text or _EXCEPTION_FORMATTER.formatException(record.exc_info)  # type: ignore[arg-type]
         redacted = r.text(shown)
@@ -272,11 +293,18 @@ def _redact_record(record: logging.LogRecord) -> None:
         record.msg, record.args = redacted, None
 
 
+# records already redacted (by the filter of a logger or handler they passed before)
+_DONE: weakref.WeakSet[logging.LogRecord] = weakref.WeakSet()
+
+
 class RedactQuerySecrets(logging.Filter):
-    """Redacts a record's message, arguments, extra fields, exception and stack text in place."""
+    """Redacts a record's message, arguments, extra fields, exception and stack text in place, once."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record in _DONE:
+            return True
         try:
+            _DONE.add(record)
             _redact_record(record)
         except Exception as exc:  # a record that cannot be redacted is not written as it was
             record.msg, record.args = "log record withheld: the redaction filter failed (%s)", (type(exc).__name__,)

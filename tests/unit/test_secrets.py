@@ -413,3 +413,36 @@ def test_unreadable_file_at_start_still_fails(tmp_path):
     bad.write_bytes(b"\xff\xfe")
     with pytest.raises(RuntimeError, match="not UTF-8"):
         TokenStore(tokens_file=bad)
+
+
+def test_a_record_is_cut_then_redacted_once_however_many_filters_it_meets(monkeypatch):
+    """A record meets the filter on its logger, on each handler and on the root's handlers: it is
+    redacted at the first and passed by the others. Each logged string is cut to MAX_LOGGED_CHARS
+    first; a secret inside the kept part is still redacted, one beyond it is gone with the cut."""
+    calls = []
+    real = logredact._redact_record
+    monkeypatch.setattr(logredact, "_redact_record", lambda record: (calls.append(record), real(record)))
+    stream = io.StringIO()
+    logger = logging.getLogger("preprocess_service.test_once")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    handlers = [logging.StreamHandler(stream) for _ in range(2)]
+    for h in handlers:
+        h.addFilter(logredact.RedactQuerySecrets())
+        logger.addHandler(h)
+    logger.addFilter(logredact.RedactQuerySecrets())
+    try:
+        tail_secret = "T" * 30
+        long_query = "/nope?token=" + "S" * 30 + "&" + "a=b&" * 4000 + f"key={tail_secret}"
+        logger.info('"%s %s"', "POST", long_query)
+        assert len(calls) == 1
+        lines = stream.getvalue().splitlines()
+        assert len(lines) == 2 and lines[0] == lines[1]
+        assert "S" * 30 not in lines[0] and "token=[REDACTED]" in lines[0]
+        assert tail_secret not in lines[0] and "characters cut" in lines[0]
+        assert len(lines[0]) < logredact.MAX_LOGGED_CHARS + 100
+        logger.info("short %s", "/x?token=abcdefgh")
+        assert len(calls) == 2 and "abcdefgh" not in stream.getvalue()
+    finally:
+        for h in handlers:
+            logger.removeHandler(h)
