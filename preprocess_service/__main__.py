@@ -58,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         _say(f"configuration error: {problems}", "ERROR")
         return 2
+    from .auth import TokenStore
+
+    try:  # the tokens are checked here too, so that a service without a usable one does not start
+        TokenStore(settings.api_tokens, settings.api_tokens_file)
+    except (RuntimeError, ValueError) as exc:  # the message names the rule or the file, never a token
+        _say(f"configuration error: {exc}", "ERROR")
+        return 2
     if settings.malloc_arena_max:  # before any thread starts
         limit_arenas(settings.malloc_arena_max)
     if settings.malloc_mmap_threshold_kib:

@@ -7,8 +7,15 @@ the file and what was normalised (never a token). A rotated Secret takes effect 
 restart: the file is re-read at once when its modification time or size changes, and at the
 latest every ``reload_interval_s`` seconds otherwise, and a rotation is recognised by a digest of
 the file's CONTENT (a new secret of the same size written within the same mtime tick is not
-missed). A file that goes missing or unreadable keeps the last good tokens, with one warning until
-it is readable again. Tokens are never logged.
+missed). A deleted file revokes its tokens (an error in the log, once); a file that is there but
+cannot be read, or holds a token that breaks the rules below, keeps the last good tokens, with one
+warning until it is good again. A file that is readable but holds no token revokes its tokens too,
+with an error in the log.
+
+Every token is at least :data:`MIN_TOKEN_LENGTH` printable ASCII characters without spaces (what a
+Bearer header can carry as sent); a service whose tokens break this, or that has no token at all
+at start, refuses to start with a message that names the rule, never the token. Tokens are never
+logged.
 """
 
 from __future__ import annotations
@@ -28,6 +35,17 @@ from pydantic import SecretStr
 log = logging.getLogger(__name__)
 
 _BOM = "\ufeff"
+MIN_TOKEN_LENGTH = 16
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space
+
+
+def token_problem(token: str) -> str | None:
+    """Why a token may not be used (in words, without the token), or None."""
+    if not _TOKEN_CHARS.fullmatch(token):
+        return "a token holds characters other than printable ASCII (spaces, control characters, non-ASCII)"
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"a token is shorter than {MIN_TOKEN_LENGTH} characters"
+    return None
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
 
@@ -75,6 +93,9 @@ class TokenStore:
         tokens_file: Path | None = None,
         reload_interval_s: float = 1.0,
     ):
+        for t in tokens or []:
+            if problem := token_problem(t.get_secret_value()):
+                raise ValueError(f"OCR_API_TOKENS: {problem}")
         self._static = [_digest(t.get_secret_value()) for t in (tokens or [])]
         self._file = Path(tokens_file) if tokens_file else None
         self.reload_interval_s = reload_interval_s
@@ -84,8 +105,12 @@ class TokenStore:
         self._next_read = 0.0  # monotonic time of the next periodic read
         self._failing = False  # a read failed and was reported; reported again only after a good read
         self._lock = threading.Lock()
+        self._revoked = False  # the file's tokens were revoked (deleted or emptied) and reported
         if self._file is not None:
             self._reload(initial=True)
+        if not self._static and not self._file_digests:
+            raise RuntimeError("no API token: OCR_API_TOKENS is empty and "
+                               + (f"the token file {self._file} holds none" if self._file else "no token file is set"))
 
     def _read_stamp(self) -> tuple[int, int] | None:
         try:
@@ -114,29 +139,63 @@ class TokenStore:
         stamp = self._read_stamp()
         try:
             data = self._file.read_bytes()
-            content_digest = hashlib.sha256(data).digest()
-            parsed = None if content_digest == self._content_digest else parse_token_file(data)
-        except (OSError, ValueError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        except FileNotFoundError:
             if initial:
-                raise RuntimeError(f"cannot read the token file {self._file}: {why}") from None
-            if not self._failing:
-                self._failing = True
-                log.warning("token file %s cannot be read (%s); keeping the previous tokens", self._file, why)
-            self._stamp = stamp  # re-read when it changes (reappears) or at the next interval
+                raise RuntimeError(f"cannot read the token file {self._file}: it does not exist") from None
+            self._stamp = stamp
+            self._revoke("was deleted")
             return
+        except OSError as exc:
+            self._keep(initial, exc.strerror or type(exc).__name__, stamp)
+            return
+        content_digest = hashlib.sha256(data).digest()
         self._stamp = stamp
+        if content_digest == self._content_digest and not self._failing:
+            return  # the same content (touched, or re-written as it was)
+        try:
+            parsed = parse_token_file(data)
+        except ValueError:
+            self._keep(initial, "it is not UTF-8 text", stamp)
+            return
+        problems = {p for t in parsed.tokens if (p := token_problem(t))}
+        if problems:
+            self._keep(initial, "; ".join(sorted(problems)), stamp)
+            return
         if self._failing:
             self._failing = False
             log.info("token file %s is readable again", self._file)
-        if parsed is None:
-            return  # the same content (touched, or re-written as it was)
         self._content_digest = content_digest
+        if not parsed.tokens and not initial:
+            self._revoke("holds no token")
+            return
         self._file_digests = [_digest(t) for t in parsed.tokens]
         if parsed.normalised:
             log.warning("token file %s normalised: %s", self._file, "; ".join(parsed.normalised))
-        if not initial:
+        if self._revoked:
+            self._revoked = False
+            log.warning("token file %s has tokens again: %d", self._file, len(self._file_digests))
+        elif not initial:
             log.info("token file %s re-read: %d token(s)", self._file, len(self._file_digests))
+
+    def _keep(self, initial: bool, why: str, stamp: tuple[int, int] | None) -> None:
+        """The file is there but cannot be used: the last good tokens stay (a broken write must
+        not lock every client out), with one warning until it is good again."""
+        if initial:
+            raise RuntimeError(f"cannot read the token file {self._file}: {why}")
+        if not self._failing:
+            self._failing = True
+            log.warning("token file %s cannot be read (%s); keeping the previous tokens", self._file, why)
+        self._stamp = stamp  # re-read when it changes or at the next interval
+        self._content_digest = None
+
+    def _revoke(self, what: str) -> None:
+        """The file was deleted or emptied: its tokens no longer open anything."""
+        self._file_digests = []
+        self._content_digest = None
+        if not self._revoked:
+            self._revoked = True
+            log.error("token file %s %s: its tokens are revoked; requests with them get 401%s", self._file, what,
+                      "" if self._static else " (no other token is configured: every request does)")
 
     @property
     def count(self) -> int:

@@ -3,11 +3,13 @@
     ocr [--json] [--model-set ppocrv6_small] IMAGE_OR_PDF...
         Run the embedded pipeline locally (no server) and print each file's text, or JSON lines.
 
-    ocr send --url URL --token TOKEN [--concurrency 4] [--retries 5] [--out FILE.jsonl] DIR
+    ocr send --url URL [--token-file FILE] [--concurrency 4] [--retries 5] [--out FILE.jsonl] DIR
         Send every image/PDF in DIR to a running service (multipart /v1/ocr/upload) with bounded
         concurrency, a progress bar on stderr when it is a terminal (else one summary line at the end),
         JSON Lines out, and retries on 503/429 (honouring Retry-After, in seconds or as an HTTP date)
-        and on connection errors. Exit status 1 if any file failed.
+        and on connection errors. Exit status 1 if any file failed. The token comes from
+        --token-file (its first line) or the OCR_TOKEN environment variable, never from the command
+        line, where every user of the machine could read it (ps, /proc, shell history).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncio
 import email.utils
 import json
 import math
+import os
 import sys
 import threading
 import time
@@ -201,18 +204,35 @@ def send(url: str, token: str, folder: Path, concurrency: int, retries: int, out
     return 1 if failed else 0
 
 
+def _token(ap: argparse.ArgumentParser, token_file: Path | None) -> str:
+    if token_file is not None:
+        try:
+            lines = [ln.strip() for ln in token_file.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            ap.error(f"cannot read the token file {token_file}: {type(exc).__name__}")
+        if not lines:
+            ap.error(f"the token file {token_file} is empty")
+        return lines[0]
+    token = os.environ.get("OCR_TOKEN", "").strip()
+    if not token:
+        ap.error("no token: give --token-file FILE or set OCR_TOKEN")
+    return token
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "send":
-        ap = argparse.ArgumentParser(prog="ocr send", description="send a folder to a running OCR service")
+        ap = argparse.ArgumentParser(prog="ocr send", description="send a folder to a running OCR service",
+                                     allow_abbrev=False)  # --token is not --token-file
         ap.add_argument("--url", required=True, help="the service, e.g. http://127.0.0.1:8080")
-        ap.add_argument("--token", required=True, help="API token (or @FILE to read it from a file)")
+        ap.add_argument("--token-file", type=Path, help="file whose first line is the API token (default: the "
+                        "OCR_TOKEN environment variable)")
         ap.add_argument("--concurrency", type=int, default=4)
         ap.add_argument("--retries", type=int, default=5, help="retries per file on 503/429 and connection errors")
         ap.add_argument("--out", type=Path, help="JSON Lines output (default: stdout)")
         ap.add_argument("folder", type=Path)
         args = ap.parse_args(argv[1:])
-        token = Path(args.token[1:]).read_text().split()[0] if args.token.startswith("@") else args.token
+        token = _token(ap, args.token_file)
         if not args.folder.is_dir():
             ap.error(f"{args.folder} is not a folder")
         out = args.out.open("w", encoding="utf-8") if args.out else sys.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -43,8 +44,9 @@ def test_send_a_folder_with_progress_and_jsonl(server, eval_dir, tmp_path):
     names = ["tjs_simple.png", "pp_word_10.png", "tjs_simple_exif90.jpg", "easyocr_chinese.jpg", "tess_hello_google.png"]
     folder = _folder(tmp_path, eval_dir, names)
     out = tmp_path / "out.jsonl"
-    r = subprocess.run([OCR, "send", "--url", server.url, "--token", server.token, "--concurrency", "3",
-                        "--out", str(out), str(folder)], capture_output=True, text=True, timeout=300)
+    r = subprocess.run([OCR, "send", "--url", server.url, "--concurrency", "3",
+                        "--out", str(out), str(folder)], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OCR_TOKEN": server.token})
     assert r.returncode == 0, r.stderr
     records = {Path(x["file"]).name: x for x in map(json.loads, out.read_text().splitlines())}
     assert set(records) == set(names)
@@ -59,13 +61,14 @@ def test_send_retries_on_429_and_reports_failures(eval_dir, tmp_path):
     folder = _folder(tmp_path, eval_dir, ["tjs_simple.png", "pp_word_10.png", "tess_hello_google.png"])
     env = {"OCR_API_TOKENS": token, "OCR_RATE_LIMIT_PER_MINUTE": "60", "OCR_RATE_LIMIT_BURST": "1"}
     with LocalServer(env, log_path=tmp_path / "svc.log") as srv:
-        r = subprocess.run([OCR, "send", "--url", srv.url, "--token", token, "--concurrency", "3", str(folder)],
-                           capture_output=True, text=True, timeout=300)
+        r = subprocess.run([OCR, "send", "--url", srv.url, "--concurrency", "3", str(folder)],
+                           capture_output=True, text=True, timeout=300, env={**os.environ, "OCR_TOKEN": token})
         assert r.returncode == 0, r.stderr
         records = [json.loads(x) for x in r.stdout.splitlines()]
         assert [x["status"] for x in records] == [200, 200, 200]
         assert max(x["attempts"] for x in records) > 1  # some were refused with 429 and retried
         assert '"status": 429' in (tmp_path / "svc.log").read_text()
-        wrong = subprocess.run([OCR, "send", "--url", srv.url, "--token", "wrong", "--retries", "0", str(folder)],
-                               capture_output=True, text=True, timeout=120)
+        wrong = subprocess.run([OCR, "send", "--url", srv.url, "--retries", "0", str(folder)],
+                               capture_output=True, text=True, timeout=120,
+                               env={**os.environ, "OCR_TOKEN": "wrong-token-0123456789"})
         assert wrong.returncode == 1 and all(json.loads(x)["status"] == 401 for x in wrong.stdout.splitlines())

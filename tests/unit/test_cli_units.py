@@ -153,8 +153,9 @@ def test_send_waits_for_a_date_form_retry_after_then_succeeds(fake_ocr, tmp_path
     names = ["a.png", "b.jpg", "c.pdf"]
     folder = _folder(tmp_path, names)
     out = tmp_path / "out.jsonl"
-    r = subprocess.run([OCR, "send", "--url", fake_ocr.url, "--token", fake_ocr.token, "--concurrency", "3",
-                        "--retries", "2", "--out", str(out), str(folder)], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([OCR, "send", "--url", fake_ocr.url, "--concurrency", "3",
+                        "--retries", "2", "--out", str(out), str(folder)], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "OCR_TOKEN": fake_ocr.token})
     assert r.returncode == 0, r.stderr
     records = {Path(x["file"]).name: x for x in map(json.loads, out.read_text().splitlines())}
     assert set(records) == set(names)
@@ -172,8 +173,10 @@ def test_send_waits_for_a_date_form_retry_after_then_succeeds(fake_ocr, tmp_path
 
 def test_send_gives_up_after_the_retries(fake_ocr, tmp_path):
     folder = _folder(tmp_path, ["a.png"])
-    r = subprocess.run([OCR, "send", "--url", fake_ocr.url, "--token", fake_ocr.token, "--retries", "0", str(folder)],
-                       capture_output=True, text=True, timeout=60)
+    token_file = tmp_path / "token"
+    token_file.write_text(fake_ocr.token + "\n")
+    r = subprocess.run([OCR, "send", "--url", fake_ocr.url, "--token-file", str(token_file), "--retries", "0",
+                        str(folder)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     rec = json.loads(r.stdout)
     assert rec["status"] == 503 and rec["attempts"] == 1 and rec["error"] == "busy, come back later"
@@ -189,9 +192,9 @@ def test_progress_bar_on_a_terminal(fake_ocr, tmp_path):
     out = tmp_path / "out.jsonl"
     master, slave = pty.openpty()
     try:
-        proc = subprocess.Popen([OCR, "send", "--url", fake_ocr.url, "--token", fake_ocr.token,
-                                 "--out", str(out), str(folder)],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+        proc = subprocess.Popen([OCR, "send", "--url", fake_ocr.url, "--out", str(out), str(folder)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
+                                env={**os.environ, "OCR_TOKEN": fake_ocr.token})
         os.close(slave)
         slave = None
         seen = b""
@@ -231,3 +234,21 @@ def test_progress_on_an_empty_folder_still_ends_with_a_summary():
     stream = io.StringIO()
     Progress(0, stream).finish()
     assert stream.getvalue().startswith("0/0 files")
+
+
+def test_send_takes_no_token_from_the_command_line(fake_ocr, tmp_path):
+    """A token on argv is readable by every user of the machine (ps, /proc): there is no --token;
+    without --token-file or OCR_TOKEN the command says what to give, and an empty file is refused."""
+    folder = _folder(tmp_path, ["a.png"])
+    env = {k: v for k, v in os.environ.items() if k != "OCR_TOKEN"}
+    r = subprocess.run([OCR, "send", "--url", fake_ocr.url, "--token", fake_ocr.token, str(folder)],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 2 and "unrecognized arguments: --token" in r.stderr and "token file" not in r.stderr
+    r = subprocess.run([OCR, "send", "--url", fake_ocr.url, str(folder)], capture_output=True, text=True,
+                       timeout=60, env=env)
+    assert r.returncode == 2 and "OCR_TOKEN" in r.stderr and "--token-file" in r.stderr
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    r = subprocess.run([OCR, "send", "--url", fake_ocr.url, "--token-file", str(empty), str(folder)],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 2 and "is empty" in r.stderr

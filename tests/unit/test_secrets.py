@@ -288,8 +288,8 @@ def all_log_text(caplog) -> str:
     [
         (b"\xef\xbb\xbf" + TOKEN.encode() + b"\n", "byte-order mark"),
         (b"\xef\xbb\xbf" + TOKEN.encode(), "byte-order mark"),
-        (b"# tokens\r\n" + TOKEN.encode() + b"\r\nsecond-token-55\r\n", "CR character"),
-        (b" \t" + TOKEN.encode() + b"  \nsecond-token-55\t\n", "spaces/tabs around 2 token(s)"),
+        (b"# tokens\r\n" + TOKEN.encode() + b"\r\nsecond-token-555\r\n", "CR character"),
+        (b" \t" + TOKEN.encode() + b"  \nsecond-token-555\t\n", "spaces/tabs around 2 token(s)"),
     ],
 )
 def test_token_file_is_normalised_with_one_warning(tmp_path, auth_log, content, what):
@@ -304,7 +304,7 @@ def test_token_file_is_normalised_with_one_warning(tmp_path, auth_log, content, 
     assert len(warnings) == 1, warnings
     assert str(f) in warnings[0] and what in warnings[0]
     assert_absent(TOKEN, all_log_text(auth_log))
-    assert_absent("second-token-55", all_log_text(auth_log))
+    assert_absent("second-token-555", all_log_text(auth_log))
 
 
 def test_a_clean_token_file_warns_nothing(tmp_path, auth_log):
@@ -334,7 +334,7 @@ def rewrite_keeping_stamp(path: Path, content: bytes) -> None:
 
 def test_same_size_rotation_in_the_same_mtime_is_noticed_by_content(tmp_path, monkeypatch):
     f = tmp_path / "tokens"
-    old, new = "old-secret-0001", "new-secret-0002"
+    old, new = "old-secret-000001", "new-secret-000002"
     f.write_text(old + "\n")
     clock = [1000.0]
     monkeypatch.setattr("preprocess_service.auth.time.monotonic", lambda: clock[0])
@@ -349,7 +349,7 @@ def test_same_size_rotation_in_the_same_mtime_is_noticed_by_content(tmp_path, mo
 
 def test_same_size_rotation_with_the_real_clock(tmp_path):
     f = tmp_path / "tokens"
-    old, new = "old-secret-0001", "new-secret-0002"
+    old, new = "old-secret-000001", "new-secret-000002"
     f.write_text(old + "\n")
     store = TokenStore(tokens_file=f, reload_interval_s=0.2)
     assert store.verify(old)
@@ -363,34 +363,85 @@ def test_same_size_rotation_with_the_real_clock(tmp_path):
 
 def test_default_interval_keeps_old_callers_working(tmp_path):
     f = tmp_path / "tokens"
-    f.write_text("alpha\n")
+    f.write_text("alpha-0123456789-token\n")
     store = TokenStore(None, f)  # positional, as api/app.py calls it
-    assert store.reload_interval_s == 1.0 and store.verify("alpha")
+    assert store.reload_interval_s == 1.0 and store.verify("alpha-0123456789-token")
 
 
-def test_missing_or_unreadable_file_keeps_the_last_tokens_and_warns_once(tmp_path, auth_log, monkeypatch):
+def test_unreadable_file_keeps_the_last_tokens_and_warns_once(tmp_path, auth_log, monkeypatch):
     f = tmp_path / "tokens"
     f.write_text(TOKEN + "\n")
     clock = [1000.0]
     monkeypatch.setattr("preprocess_service.auth.time.monotonic", lambda: clock[0])
     store = TokenStore(tokens_file=f, reload_interval_s=1.0)
-    f.unlink()
-    for _ in range(5):
-        clock[0] += 2
-        assert store.verify(TOKEN)  # the last good tokens
-    warnings = warnings_of(auth_log)
-    assert len(warnings) == 1 and "cannot be read" in warnings[0] and str(f) in warnings[0]
-
-    f.write_text(TOKEN + "\n")  # back: a later failure is reported again
-    clock[0] += 2
-    assert store.verify(TOKEN)
-    f.write_bytes(b"\xff\xfe not utf-8")  # unreadable as text
+    f.write_bytes(b"\xff\xfe not utf-8")  # a broken write: unreadable as text
     for _ in range(3):
         clock[0] += 2
-        assert store.verify(TOKEN)
+        assert store.verify(TOKEN)  # the last good tokens
+    f.write_text("short\n")  # breaks the rules: kept as well
+    clock[0] += 2
+    assert store.verify(TOKEN) and not store.verify("short")
     warnings = warnings_of(auth_log)
-    assert len(warnings) == 2 and "not UTF-8" in warnings[1]
+    assert len(warnings) == 1 and "not UTF-8" in warnings[0] and str(f) in warnings[0]
+    f.write_text(TOKEN + "\n")  # good again: a later failure is reported again
+    clock[0] += 2
+    assert store.verify(TOKEN)
+    f.write_text("tok\u00e9n-with-an-accent-0123\n")
+    clock[0] += 2
+    assert store.verify(TOKEN)
+    warnings = warnings_of(auth_log)
+    assert len(warnings) == 2 and "printable ASCII" in warnings[1]
     assert_absent(TOKEN, all_log_text(auth_log))
+
+
+def test_a_deleted_or_emptied_token_file_revokes_its_tokens(tmp_path, auth_log, monkeypatch):
+    """Deleting the file (or emptying it) is how an operator takes its tokens back: they stop
+    working at the next read, and the log says so once, as an error."""
+    f = tmp_path / "tokens"
+    f.write_text(TOKEN + "\n")
+    clock = [1000.0]
+    monkeypatch.setattr("preprocess_service.auth.time.monotonic", lambda: clock[0])
+    store = TokenStore(tokens_file=f, reload_interval_s=1.0)
+    assert store.verify(TOKEN)
+    f.unlink()
+    for _ in range(3):
+        clock[0] += 2
+        assert not store.verify(TOKEN)
+    errors = [r.getMessage() for r in auth_log.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "deleted" in errors[0] and "revoked" in errors[0]
+    f.write_text(TOKEN + "\n")
+    clock[0] += 2
+    assert store.verify(TOKEN)
+    f.write_text("# nothing left\n")
+    clock[0] += 2
+    assert not store.verify(TOKEN)
+    errors = [r.getMessage() for r in auth_log.records if r.levelname == "ERROR"]
+    assert len(errors) == 2 and "holds no token" in errors[1]
+    assert_absent(TOKEN, all_log_text(auth_log))
+
+
+@pytest.mark.parametrize(("tokens", "content", "message"), [
+    ([], b"", "holds none"),
+    ([], b"# only a comment\n", "holds none"),
+    ([], b"short-token\n", "shorter than 16"),
+    ([], "t\u00f6ken-0123456789abcdef\n".encode(), "printable ASCII"),
+    (["fine-token-0123456789", "tiny"], None, "shorter than 16"),
+    (["with space 0123456789"], None, "printable ASCII"),
+])
+def test_a_service_with_no_usable_token_does_not_start(tmp_path, tokens, content, message):
+    """An empty token file must not start a service that refuses everyone in silence, and no token
+    below the rules is taken; the message names the rule, never the token."""
+    from pydantic import SecretStr
+
+    f = None
+    if content is not None:
+        f = tmp_path / "tokens"
+        f.write_bytes(content)
+    with pytest.raises((RuntimeError, ValueError), match=message) as err:
+        TokenStore([SecretStr(t) for t in tokens], f)
+    for t in tokens:
+        assert t not in str(err.value)
+    assert "0123456789abcdef" not in str(err.value)
 
 
 def test_a_directory_in_place_of_the_file_keeps_the_tokens(tmp_path, auth_log, monkeypatch):
