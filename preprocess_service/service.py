@@ -137,7 +137,7 @@ class OCRService:
         s = self.settings
         if src.encoding == "url":
             data = await fetch.fetch(str(src.data), s.url_allowed_hosts, s.max_body_bytes,
-                                     deadline_s=min(20.0, s.request_timeout_s))
+                                     deadline_s=min(20.0, s.request_timeout_s), private_networks=s.url_private_networks)
         elif src.encoding == "base64":
             data = await asyncio.to_thread(decode_base64, str(src.data), src.field)
         else:

@@ -172,8 +172,13 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=30.0, ge=0, description="then in-flight requests get this long")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="CORS off when empty")
     url_allowed_hosts: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="hosts (host or host:port) the PaddleX route may fetch file URLs from; empty: off"
+        default_factory=list, description="hosts (host: its scheme's default port only, or host:port) the PaddleX "
+        "route may fetch file URLs from; empty: off"
     )
+    url_private_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="networks (CIDR) a listed host may resolve into although they are not "
+        "public (an in-cluster object store); other private, loopback and link-local addresses are refused unless "
+        "the allow-list names the address itself")
 
     # --- memory budget (admission by cost: see budget.py) ---
     memory_limit_mib: int = Field(
@@ -209,8 +214,8 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     workers: int = Field(default=1, ge=1, le=64, description="server processes (metrics aggregate across them)")
 
-    @field_validator("api_tokens", "ort_providers", "cors_origins", "url_allowed_hosts", "det_canvases",
-                     "det_batch_sizes", "rec_width_buckets", "rec_batch_sizes", mode="before")
+    @field_validator("api_tokens", "ort_providers", "cors_origins", "url_allowed_hosts", "url_private_networks",
+                     "det_canvases", "det_batch_sizes", "rec_width_buckets", "rec_batch_sizes", mode="before")
     @classmethod
     def _split_commas(cls, v):
         """Lists arrive from the environment as comma-separated strings."""
@@ -236,6 +241,18 @@ class Settings(BaseSettings):
                     and int(h) % 32 == 0 and int(w) % 32 == 0):
                 raise ValueError(f"detection canvas {item!r} is not HxW with both sides multiples of 32 (>= 32)")
         return [item.lower() for item in v]
+
+    @field_validator("url_private_networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not a network (CIDR, e.g. 10.0.0.0/8)") from None
+        return v
 
     @field_validator("det_batch_sizes", "rec_width_buckets", "rec_batch_sizes")
     @classmethod
