@@ -20,22 +20,25 @@ def test_bearer_parsing():
     assert bearer_token(None) is None
 
 
+ONE, TWO, THREE = "token-one-0123456789", "token-two-0123456789", "token-three-0123456789"
+
+
 def test_static_tokens():
-    store = TokenStore([SecretStr("one"), SecretStr("two")])
-    assert store.verify("one") and store.verify("two")
-    assert not store.verify("three") and not store.verify("") and not store.verify(None)
-    assert not store.verify("one ")  # exact match only
+    store = TokenStore([SecretStr(ONE), SecretStr(TWO)])
+    assert store.verify(ONE) and store.verify(TWO)
+    assert not store.verify(THREE) and not store.verify("") and not store.verify(None)
+    assert not store.verify(ONE + " ")  # exact match only
 
 
 def test_token_file_and_rotation(tmp_path):
     f = tmp_path / "tokens"
-    f.write_text("# comment\nalpha\n\n beta \n")
+    f.write_text(f"# comment\n{ONE}\n\n {TWO} \n")
     store = TokenStore(tokens_file=f)
-    assert store.verify("alpha") and store.verify("beta") and store.count == 2
-    f.write_text("gamma\n")
+    assert store.verify(ONE) and store.verify(TWO) and store.count == 2
+    f.write_text(f"{THREE}\n")
     os.utime(f, (time.time() + 5, time.time() + 5))  # a new mtime even on coarse clocks
-    assert store.verify("gamma")
-    assert not store.verify("alpha")
+    assert store.verify(THREE)
+    assert not store.verify(ONE)
 
 
 def test_unreadable_token_file_fails_at_start(tmp_path):
