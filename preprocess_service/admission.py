@@ -94,9 +94,7 @@ class Admission:
             self._waiting += 1
             metrics.JOBS_WAITING.inc()
             try:
-                await asyncio.wait_for(self._slots.acquire(), min(self.queue_timeout_s, self.deadline_s))
-            except TimeoutError:
-                raise Overloaded("the server is at capacity; retry shortly", retry_after_s=self._retry_after()) from None
+                await self._wait_for_slot(min(self.queue_timeout_s, self.deadline_s))
             finally:
                 self._waiting -= 1
                 metrics.JOBS_WAITING.dec()
@@ -131,6 +129,32 @@ class Admission:
             raise ShuttingDown("the server shut down before this request finished; retry on another replica",
                                retry_after_s=1)
         raise DeadlineExceeded(f"the request did not finish within its {self.deadline_s:g} s deadline")
+
+    async def _wait_for_slot(self, timeout_s: float) -> None:
+        """A slot within ``timeout_s``; Overloaded when none comes, ShuttingDown when a draining
+        server cuts its work off first (a queued request gets the same JSON 503 as a running one,
+        not the server's own answer when it cancels what is left)."""
+        acquire = asyncio.ensure_future(self._slots.acquire())
+        cut_off = asyncio.ensure_future(self._cut_off.wait())
+        try:
+            await asyncio.wait({acquire, cut_off}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cut_off.cancel()
+            if not acquire.done():
+                acquire.cancel()
+            got: bool
+            try:
+                got = bool(await acquire)
+            except asyncio.CancelledError:
+                got = False
+        if got and self._cut_off.is_set():
+            self._slots.release()
+            got = False
+        if not got:
+            if self._cut_off.is_set():
+                raise ShuttingDown("the server shut down before this request got a slot; retry on another replica",
+                                   retry_after_s=1)
+            raise Overloaded("the server is at capacity; retry shortly", retry_after_s=self._retry_after())
 
     def start_draining(self, cut_off_after_s: float) -> None:
         """Refuse new jobs now; answer the jobs still running with 503 ``shutting_down`` after

@@ -552,20 +552,26 @@ def test_long_query_strings_without_a_token_cost_little_logging(main):
 
 def test_sigterm_with_work_beyond_the_grace_gets_json_503(tmp, big_b64):
     srv = start(tmp, "sigterm", {"OCR_SHUTDOWN_DELAY_S": "0", "OCR_SHUTDOWN_GRACE_S": "3",
-                                 "OCR_REQUEST_TIMEOUT_S": "120"})
+                                 "OCR_REQUEST_TIMEOUT_S": "120", "OCR_MAX_IN_FLIGHT": "1", "OCR_MAX_QUEUE": "4",
+                                 "OCR_QUEUE_TIMEOUT_S": "60"})
     try:
-        sent = f"/v1/ocr/batch of 8 x the {BIG_SIDE}x{BIG_SIDE} RGBA PNG (> 5 s of work), SIGTERM 1.5 s in; grace 3 s"
-        with case("11 SIGTERM, work outlasts the grace", sent, srv, check=False) as c, ThreadPoolExecutor(1) as pool:
+        sent = (f"/v1/ocr/batch of 8 x the {BIG_SIDE}x{BIG_SIDE} RGBA PNG (> 5 s of work) and 2 more waiting for "
+                "a slot (OCR_MAX_IN_FLIGHT=1), SIGTERM 1.5 s in; grace 3 s")
+        with case("11 SIGTERM, work outlasts the grace", sent, srv, check=False) as c, ThreadPoolExecutor(3) as pool:
             t0 = time.monotonic()
             future = pool.submit(srv.post, "/v1/ocr/batch", json={"images": [big_b64] * 8})
-            time.sleep(1.5)
-            assert not future.done(), "the work finished before SIGTERM: make it longer"
+            time.sleep(0.5)
+            queued = [pool.submit(srv.post, "/v1/ocr", json={"image": CHECK_B64}) for _ in range(2)]
+            time.sleep(1.0)
+            assert not future.done() and not any(q.done() for q in queued), "the work finished before SIGTERM"
             srv.server.proc.send_signal(signal.SIGTERM)
             r = future.result(60)
             answered = time.monotonic() - t0
-            c.saw(r.status_code)
-            native_error(r, 503, "shutting_down")
-            assert int(r.headers["Retry-After"]) >= 1
+            waiting = [q.result(60) for q in queued]
+            c.saw(r.status_code, *(w.status_code for w in waiting))
+            for got in (r, *waiting):  # running and queued alike: the JSON 503, never the server's 500
+                native_error(got, 503, "shutting_down")
+                assert int(got.headers["Retry-After"]) >= 1
             code = srv.server.proc.wait(60)
             c.row["answered_s"] = round(answered, 2)
             c.row["exit_code"] = code
