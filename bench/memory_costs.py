@@ -25,31 +25,59 @@ _PROBE = r"""
 import io, json, resource, sys
 import numpy as np, psutil
 from PIL import Image
-from preprocess_service import budget
-from preprocess_service.imaging import decode_image
 kind, a, b = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-if kind == "decode":
-    img = Image.fromarray(np.random.randint(0, 255, (b, a, 4), np.uint8), "RGBA")
-    buf = io.BytesIO(); img.save(buf, "PNG", compress_level=1); data = buf.getvalue(); del img, buf
+pixels = a * b
+rng = np.random.default_rng(0)
+if kind.startswith("decode-"):
+    from preprocess_service.imaging import decode_image
+    if kind == "decode-rgb":
+        img = Image.fromarray(rng.integers(0, 255, (b, a, 3), np.uint8), "RGB"); fmt = "PNG"
+    elif kind == "decode-rgba":
+        img = Image.fromarray(rng.integers(0, 255, (b, a, 4), np.uint8), "RGBA"); fmt = "PNG"
+    elif kind == "decode-gray16":
+        img = Image.fromarray(rng.integers(0, 65535, (b, a), np.uint16)); fmt = "PNG"
+    elif kind == "decode-float":
+        img = Image.fromarray(rng.random((b, a), np.float32), "F"); fmt = "TIFF"
+    buf = io.BytesIO()
+    img.save(buf, fmt, **({"compress_level": 1} if fmt == "PNG" else {}))
+    data = buf.getvalue(); del img, buf
     base = psutil.Process().memory_info().rss
     out = decode_image(data, 10**9)
-    pixels = a * b
-else:
+elif kind == "pdf":
+    import pypdfium2 as pdfium
+    from preprocess_service import documents
+    pdf = pdfium.PdfDocument.new(); pdf.new_page(a * 72 / documents.PDF_DPI, b * 72 / documents.PDF_DPI)
+    buf = io.BytesIO(); pdf.save(buf); data = buf.getvalue(); pdf.close()
+    doc = documents.probe(data, "pdf", 10, 10**9)
+    base = psutil.Process().memory_info().rss
+    out = documents.page_image(doc, 0, 10**9)
+    pixels = out.shape[0] * out.shape[1]
+else:  # det: the detection model as served, on its own input type and layout
     import onnxruntime as ort
     so = ort.SessionOptions(); so.enable_cpu_mem_arena = False
     s = ort.InferenceSession("model_repository/ppocrv6_small_det/1/model.onnx", so, providers=["CPUExecutionProvider"])
-    name = s.get_inputs()[0].name
-    s.run(None, {name: np.zeros((1, 3, 64, 64), np.float32)})
+    spec = s.get_inputs()[0]
+    nhwc = spec.shape[-1] == 3
+    dtype = np.uint8 if spec.type == "tensor(uint8)" else np.float32
+    def tensor(h, w):
+        shape = (1, h, w, 3) if nhwc else (1, 3, h, w)
+        return rng.integers(0, 255, shape).astype(dtype) if dtype == np.uint8 else rng.random(shape, np.float32)
+    s.run(None, {spec.name: tensor(64, 64)})
     base = psutil.Process().memory_info().rss
-    s.run(None, {name: np.random.rand(1, 3, b, a).astype(np.float32)})
-    pixels = a * b
+    s.run(None, {spec.name: tensor(b, a)})
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"kind": kind, "width": a, "height": b, "pixels": pixels, "base_mib": base / 2**20,
                   "peak_mib": peak / 2**20, "bytes_per_pixel": (peak - base) / pixels}))
 """
 
-CASES = [("decode", 2000, 2000), ("decode", 6000, 6000), ("det", 960, 736), ("det", 960, 960),
-         ("det", 1920, 1440), ("det", 2880, 2880)]
+CASES = [("decode-rgb", 2000, 2000), ("decode-rgb", 6000, 6000), ("decode-rgba", 2000, 2000),
+         ("decode-rgba", 6000, 6000), ("decode-gray16", 2000, 2000), ("decode-gray16", 6000, 6000),
+         ("decode-float", 2000, 2000), ("decode-float", 6000, 6000), ("pdf", 2000, 2000), ("pdf", 6000, 6000),
+         ("det", 960, 736), ("det", 960, 960), ("det", 1920, 1440), ("det", 2880, 2880)]
+# what budget.py charges per pixel for each kind (the constant's name)
+CHARGED = {"decode-rgb": "DECODE_BYTES_PER_PIXEL", "decode-rgba": "DECODE_ALPHA_BYTES_PER_PIXEL",
+           "decode-gray16": "DECODE_DEEP_BYTES_PER_PIXEL", "decode-float": "DECODE_DEEP_BYTES_PER_PIXEL",
+           "pdf": "PDF_RENDER_BYTES_PER_PIXEL", "det": "DET_BYTES_PER_PIXEL"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,21 +85,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    from preprocess_service import budget
+
     rows = []
     for kind, w, h in CASES:
         r = subprocess.run([sys.executable, "-c", _PROBE, kind, str(w), str(h)], cwd=ROOT, env=env,
                            capture_output=True, text=True, check=True)
-        rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
-        row = rows[-1]
-        print(f"{kind:7s} {w}x{h}: peak {row['peak_mib']:.0f} MiB over {row['base_mib']:.0f}, "
-              f"{row['bytes_per_pixel']:.0f} bytes per pixel")
-    from preprocess_service import budget
+        row = json.loads(r.stdout.strip().splitlines()[-1])
+        row["charged_bytes_per_pixel"] = getattr(budget, CHARGED[kind])
+        rows.append(row)
+        print(f"{kind:14s} {w}x{h}: peak {row['peak_mib']:.0f} MiB over {row['base_mib']:.0f}, "
+              f"{row['bytes_per_pixel']:.1f} bytes per pixel (charged {row['charged_bytes_per_pixel']})", flush=True)
 
     result = {"measured_by": "python -m bench.memory_costs", "date": datetime.now(UTC).strftime("%Y-%m-%d"),
               "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "gpu": False},
               "rows": rows,
-              "constants": {"DECODE_BYTES_PER_PIXEL": budget.DECODE_BYTES_PER_PIXEL,
-                            "DET_BYTES_PER_PIXEL": budget.DET_BYTES_PER_PIXEL,
+              "constants": {**{name: getattr(budget, name) for name in sorted(set(CHARGED.values()))},
                             "DET_FIXED_MIB": budget.DET_FIXED_BYTES / budget.MIB}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

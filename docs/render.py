@@ -419,13 +419,22 @@ def hostile_table(a: Artifacts) -> str:
 
 def memory_costs(a: Artifacts) -> str:
     m = a["memory-costs.json"]
-    rows = [[r["kind"], f"{r['width']}x{r['height']}", f"{r['peak_mib'] - r['base_mib']:.0f}",
-             f"{r['bytes_per_pixel']:.0f}"] for r in m["rows"]]
     c = m["constants"]
-    return (table(["stage", "input", "peak over base MiB", "bytes per pixel"], rows)
-            + f"\n\nThe budget charges {c['DECODE_BYTES_PER_PIXEL']} bytes per decoded pixel (more for transparent "
-            f"images), {c['DET_BYTES_PER_PIXEL']} per detection-input pixel plus {c['DET_FIXED_MIB']:.0f} MiB "
-            f"(measured {m['date']} on {m['machine']['cores']} cores, no GPU, by `python -m bench.memory_costs`).\n")
+
+    def charged(r: dict) -> str:
+        if r["kind"] == "det":
+            return f"{c['DET_FIXED_MIB']:.0f} MiB + {r['charged_bytes_per_pixel']} B/px"
+        return f"{r['charged_bytes_per_pixel']} B/px"
+
+    rows = [[r["kind"], f"{r['width']}x{r['height']}", f"{r['peak_mib'] - r['base_mib']:.0f}",
+             f"{r['bytes_per_pixel']:.0f}", charged(r)] for r in m["rows"]]
+    return (table(["stage", "input", "peak over base MiB", "measured bytes per pixel", "charged"], rows)
+            + f"\n\nDecoding is charged by the image's kind: {c['DECODE_BYTES_PER_PIXEL']} bytes per pixel for 8-bit "
+            f"images, {c['DECODE_ALPHA_BYTES_PER_PIXEL']} with transparency, {c['DECODE_DEEP_BYTES_PER_PIXEL']} for "
+            f"16-bit and float samples; a PDF page {c['PDF_RENDER_BYTES_PER_PIXEL']}; detection "
+            f"{c['DET_BYTES_PER_PIXEL']} per input pixel plus {c['DET_FIXED_MIB']:.0f} MiB (measured {m['date']} on "
+            f"{m['machine']['cores']} cores, no GPU, by `python -m bench.memory_costs`; "
+            "`tests/unit/test_budget_costs.py` holds every charge to its measurement).\n")
 
 
 def triton_hop(a: Artifacts) -> str:

@@ -32,11 +32,14 @@ from .settings import Settings
 
 MIB = 2**20
 BODY_FACTOR = 3  # raw body + JSON string + decoded bytes
-DECODE_BYTES_PER_PIXEL = 12  # measured 7-11: the file's pixels, RGB, BGR
+# Each constant is at least what `python -m bench.memory_costs` measured (docs/artifacts/
+# memory-costs.json; tests/unit/test_budget_costs.py holds them to it).
+DECODE_BYTES_PER_PIXEL = 12  # measured 11: the file's pixels, RGB, BGR
 DECODE_ALPHA_BYTES_PER_PIXEL = 14  # measured 12: RGBA, its array, BGR composited a band at a time
-PDF_RENDER_BYTES_PER_PIXEL = 8  # BGRx bitmap + BGR copy
-DET_BYTES_PER_PIXEL = 180  # float32 CHW input + the DB network's activations: measured 170
-DET_FIXED_BYTES = 160 * MIB  # measured 95-165 over the per-pixel part
+DECODE_DEEP_BYTES_PER_PIXEL = 24  # measured 17 (16-bit) to 21 (float): the wide array, float32 copy, 8-bit, BGR
+PDF_RENDER_BYTES_PER_PIXEL = 8  # measured 6: BGRx bitmap + BGR copy
+DET_BYTES_PER_PIXEL = 180  # the uint8 NHWC input + the DB network's activations: measured 152 at 8 MP
+DET_FIXED_BYTES = 160 * MIB  # with the per-pixel part, covers every measured size (173 MiB at 0.7 MP)
 REC_FIXED_BYTES = 64 * MIB  # a recognition batch and its activations
 VISUALIZE_BYTES_PER_PIXEL = 6  # the drawn copy and its JPEG
 MIN_WORKSPACE_BYTES = 128 * MIB

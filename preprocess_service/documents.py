@@ -16,7 +16,12 @@ from typing import Literal
 
 import numpy as np
 
-from .budget import DECODE_ALPHA_BYTES_PER_PIXEL, DECODE_BYTES_PER_PIXEL, PDF_RENDER_BYTES_PER_PIXEL
+from .budget import (
+    DECODE_ALPHA_BYTES_PER_PIXEL,
+    DECODE_BYTES_PER_PIXEL,
+    DECODE_DEEP_BYTES_PER_PIXEL,
+    PDF_RENDER_BYTES_PER_PIXEL,
+)
 from .errors import CorruptImage, ImageTooLarge, PayloadTooLarge, UnsupportedImageFormat
 from .imaging import decode_image, probe_image
 
@@ -47,8 +52,9 @@ def probe(data: bytes, file_type: str, max_pages: int, max_pixels: int, dpi: int
     if file_type == "auto":
         file_type = "pdf" if is_pdf(data) else "image"
     if file_type != "pdf":
-        w, h, alpha = probe_image(data, max_pixels)
-        return Probed(data, "image", ((w, h),), DECODE_ALPHA_BYTES_PER_PIXEL if alpha else DECODE_BYTES_PER_PIXEL)
+        w, h, kind = probe_image(data, max_pixels)
+        per_pixel = {"alpha": DECODE_ALPHA_BYTES_PER_PIXEL, "deep": DECODE_DEEP_BYTES_PER_PIXEL}.get(kind, DECODE_BYTES_PER_PIXEL)
+        return Probed(data, "image", ((w, h),), per_pixel)
     if not is_pdf(data):
         raise UnsupportedImageFormat("fileType says PDF but the data is not a PDF")
     scale = dpi / 72.0

@@ -23,8 +23,14 @@ SUPPORTED_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "TIFF": "TIFF"
 SUPPORTED_LIST = "PNG, JPEG, TIFF, BMP, WebP"
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a half-grey image
-# Our own pixel limit is checked before decoding; keep Pillow's bomb check as a second net.
-Image.MAX_IMAGE_PIXELS = None
+# Our own pixel limit (OCR_MAX_IMAGE_PIXELS) is checked from the header, before decoding; Pillow's
+# bomb check stays as a second net at the highest limit the setting allows (its warning is an
+# error in _open).
+PIXEL_NET = 400_000_000
+Image.MAX_IMAGE_PIXELS = PIXEL_NET
+# Only the accepted formats' plugins ever parse client bytes (no EPS through Ghostscript, no
+# PSD, ICO or any of Pillow's other decoders, whatever the bytes claim to be).
+OPEN_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP")  # JPEG opens MPO too
 
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*;base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(rb"\s+")
@@ -53,13 +59,17 @@ def decode_base64(value: str, field: str = "image") -> bytes:
     return data
 
 
-def probe_image(data: bytes, max_pixels: int) -> tuple[int, int, bool]:
-    """(width, height, has alpha) from the image's header alone, with the same checks as decoding
-    (format, pixel limit): what decoding it will cost is known before a pixel is decoded."""
+DEEP_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # more than 8 bits per sample
+
+
+def probe_image(data: bytes, max_pixels: int) -> tuple[int, int, str]:
+    """(width, height, kind) from the image's header alone, with the same checks as decoding
+    (format, pixel limit): what decoding it will cost is known before a pixel is decoded. kind:
+    "alpha" (composited on white), "deep" (16-bit or float samples) or "plain"."""
     im, _fmt = _open(data, max_pixels)
-    alpha = _has_alpha(im)
+    kind = "alpha" if _has_alpha(im) else "deep" if im.mode in DEEP_MODES else "plain"
     im.close()
-    return im.size[0], im.size[1], alpha
+    return im.size[0], im.size[1], kind
 
 
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
@@ -83,7 +93,7 @@ def _open(data: bytes, max_pixels: int) -> tuple[Image.Image, str]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im: Image.Image = Image.open(io.BytesIO(data))
+            im: Image.Image = Image.open(io.BytesIO(data), formats=OPEN_FORMATS)
     except UnidentifiedImageError:
         raise UnsupportedImageFormat(f"the data is not an image in a supported format ({SUPPORTED_LIST})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -139,7 +149,7 @@ def _to_bgr(im: Image.Image) -> np.ndarray:
         rgba = np.asarray(im if im.mode == "RGBA" else im.convert("RGBA"))
         im.close()
         return _on_white(rgba)
-    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+    if im.mode in DEEP_MODES:
         gray = _to_uint8(np.asarray(im))
         return cv2.cvtColor(np.ascontiguousarray(gray), cv2.COLOR_GRAY2BGR)
     if im.mode in ("1", "L"):

@@ -206,7 +206,8 @@ class Settings(BaseSettings):
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     api_tokens_file: Path | None = None
     max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
-    max_image_pixels: int = Field(default=40_000_000, ge=1)
+    max_image_pixels: int = Field(default=40_000_000, ge=1, le=400_000_000,
+                                  description="pixels per image or rendered page (Pillow's own check stays at the top)")
     max_pdf_pages: int = Field(default=10, ge=1, le=1000, description="pages per PDF")
     max_images_per_request: int = Field(default=16, ge=1, le=1000, description="images (pages) per request")
     host: str = "127.0.0.1"
