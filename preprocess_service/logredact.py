@@ -25,8 +25,8 @@ sensitive KEYS redact their values: ``extra={"token": T}``), the exception text 
 When the formatted message still carries something to redact, it is replaced by its redacted
 text. Redaction over-redacts rather than lets a secret through.
 
-Cost is bounded per record: every logged string is cut to :data:`MAX_LOGGED_CHARS` before it is
-redacted (a 16 KiB query string on any path, sent without a token, costs the cut's work, not the
+Cost is bounded per record: every logged string is cut to :data:`MAX_LOGGED_CHARS` (its head and
+its tail) before it is redacted (a 16 KiB query string on any path, sent without a token, costs the cut's work, not the
 patterns' over 16 KiB), and a record is redacted once, however many loggers and handlers carry the
 filter (it sits on each, since a logger's filters do not see its children's records).
 """
@@ -54,7 +54,7 @@ _SENSITIVE_LAST_WORD = frozenset(
     {"key", "token", "secret", "password", "passwd", "authorization", "credential", "credentials", "cookie",
      "signature", "apikey", "accesstoken"}
 )
-MAX_LOGGED_CHARS = 2048  # of one logged string (message, argument, extra field); the rest is cut before redaction
+MAX_LOGGED_CHARS = 4096  # of one logged string (message, argument, extra field); the rest is cut before redaction
 _MIN_SCRUB = 6  # a secret this long is removed anywhere in the record; shorter ones only as a whole value
 _MAX_DEPTH = 4  # nested encodings looked into; deeper values that could carry one are redacted outright
 
@@ -230,9 +230,20 @@ _STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "a
 _EXCEPTION_FORMATTER = logging.Formatter()
 
 
+_TAIL_CHARS = MAX_LOGGED_CHARS // 4
+_TAIL_START = re.compile(r"[&;\s]")
+
+
 def _cut(v: Any) -> Any:
+    """A long string keeps its head and its tail (an exception's message comes last in its
+    traceback); the tail starts after a separator, so that it never begins inside a value whose
+    name was cut away (such a value could not be recognised as a secret)."""
     if isinstance(v, str) and len(v) > MAX_LOGGED_CHARS:
-        return f"{v[:MAX_LOGGED_CHARS]}...[{len(v) - MAX_LOGGED_CHARS} characters cut]"
+        head = v[:MAX_LOGGED_CHARS - _TAIL_CHARS]
+        tail = v[-_TAIL_CHARS:]
+        m = _TAIL_START.search(tail)
+        tail = tail[m.end():] if m else ""
+        return f"{head}...[{len(v) - len(head) - len(tail)} characters cut]...{tail}"
     if isinstance(v, bytes) and len(v) > MAX_LOGGED_CHARS:
         return v[:MAX_LOGGED_CHARS] + b"...[cut]"
     return v

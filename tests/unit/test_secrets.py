@@ -490,8 +490,14 @@ def test_a_record_is_cut_then_redacted_once_however_many_filters_it_meets(monkey
         lines = stream.getvalue().splitlines()
         assert len(lines) == 2 and lines[0] == lines[1]
         assert "S" * 30 not in lines[0] and "token=[REDACTED]" in lines[0]
-        assert tail_secret not in lines[0] and "characters cut" in lines[0]
+        assert tail_secret not in lines[0] and "characters cut" in lines[0]  # in the tail, yet redacted
+        assert "key=[REDACTED]" in lines[0]
         assert len(lines[0]) < logredact.MAX_LOGGED_CHARS + 100
+        # the tail never starts inside a value whose name was cut away
+        cut = logredact._cut("a=b&" * 2000 + "k=" + "Z" * 2000)
+        assert "Z" not in cut and cut.startswith("a=b&")
+        trace = "Traceback (most recent call last):\n" + "  File x, line 1\n" * 500 + "RuntimeError: the reason"
+        assert logredact._cut(trace).endswith("RuntimeError: the reason")
         logger.info("short %s", "/x?token=abcdefgh")
         assert len(calls) == 2 and "abcdefgh" not in stream.getvalue()
     finally:
