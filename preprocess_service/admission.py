@@ -79,14 +79,19 @@ class Admission:
     def _retry_after(self) -> int:
         return max(1, math.ceil(self.queue_timeout_s / 2))
 
-    async def admit(self, job: Callable[[], Awaitable[T]], identity: str | None = None) -> T:
-        """Run ``job`` once a slot is free, within the queue bound, the rate limit and the deadline."""
-        if self.draining:
-            raise ShuttingDown("the server is shutting down; retry on another replica", retry_after_s=1)
+    def check_rate(self, identity: str | None) -> None:
+        """The token's rate limit: RateLimited (429, Retry-After) when its bucket is empty. Called by
+        the ingress gate from the headers, before a byte of the body is read or reserved."""
         if self._rates is not None and identity is not None:
             wait = self._rates.take(identity)
             if wait > 0:
                 raise RateLimited("too many requests for this token", retry_after_s=max(1, math.ceil(wait)))
+
+    async def admit(self, job: Callable[[], Awaitable[T]]) -> T:
+        """Run ``job`` once a slot is free, within the queue bound and the deadline (the token's
+        rate limit was checked at the gate: ``check_rate``)."""
+        if self.draining:
+            raise ShuttingDown("the server is shutting down; retry on another replica", retry_after_s=1)
         start = time.monotonic()
         if self._slots.locked():
             if self._waiting >= self.max_queue:

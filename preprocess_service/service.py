@@ -89,8 +89,7 @@ class OCRService:
         """The fixed input shapes of each model (shape buckets), or None."""
         return self.pipeline.input_shapes()
 
-    async def process(self, sources: list[Source], opts: PipelineOptions, *, visualize: bool = False,
-                      identity: str | None = None) -> Processed:
+    async def process(self, sources: list[Source], opts: PipelineOptions, *, visualize: bool = False) -> Processed:
         """OCR of every image and PDF page of ``sources``, in order, once admitted.
 
         Within a slot: every source's pages are counted and sized from their headers (no pixel
@@ -125,7 +124,7 @@ class OCRService:
                 if trim:
                     await asyncio.to_thread(memory.trim)
 
-        return await self.admission.admit(job, identity)
+        return await self.admission.admit(job)
 
     @staticmethod
     def page_cost(size: tuple[int, int], settings: EffectiveSettings, bytes_per_pixel: int, visualize: bool) -> int:

@@ -95,9 +95,14 @@ class Ingress:
         if route is not None:
             kind = route[0]
             presented = _query_key(scope) if kind == "key" else bearer_token(_header(scope, b"authorization"))
-            if self.context.tokens.identify(presented) is None:
+            identity = self.context.tokens.identify(presented)
+            if identity is None:
                 message = "Authentification error" if kind == "key" else "missing or invalid bearer token"
                 return await self._reject(scope, receive, send, self._count(render, Unauthorized(message)))
+            try:  # the token's rate limit, from the headers: a 429 costs no body either
+                self.context.admission.check_rate(identity)
+            except OCRError as limited:
+                return await self._reject(scope, receive, send, self._count(render, limited))
         declared = _header(scope, b"content-length")
         try:
             length = int(declared) if declared is not None else None

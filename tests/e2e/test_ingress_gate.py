@@ -81,3 +81,22 @@ def test_the_body_routes_still_work(client, eval_dir):
 
     r = client.post("/v1/ocr", json={"image": base64.b64encode((eval_dir / "tjs_simple.png").read_bytes()).decode()})
     assert r.status_code == 200 and r.json()["lines"]
+
+
+def test_the_rate_limit_answers_from_the_headers_before_the_body(tmp_path):
+    """Issue: the per-token rate limit was checked after the body had been read and reserved. A
+    token over its rate now gets its 429 (with Retry-After) at once, with 20 MiB declared and not a
+    byte of it sent, and nothing reserved."""
+    from harness.localserver import LocalServer
+
+    token = "rate-gate-token-0123456789"
+    env = {"OCR_API_TOKENS": token, "OCR_RATE_LIMIT_PER_MINUTE": "2", "OCR_RATE_LIMIT_BURST": "1"}
+    with LocalServer(env, log_path=tmp_path / "svc.log") as srv:
+        auth = f"Authorization: Bearer {token}\r\n".encode()
+        first, body, _ = _exchange(srv.url, _post_head("/v1/ocr", 2, auth), b"{}")
+        assert first == 422, body  # within the rate: the body is read (and found wanting)
+        got, body, elapsed = _exchange(srv.url, _post_head("/v1/ocr", 20 * 2**20, auth))
+        assert got == 429 and body["error"]["code"] == "rate_limited", body
+        assert elapsed < 5 and _reserved(srv) == 0
+        other, _, _ = _exchange(srv.url, _post_head("/v1/ocr", 20 * 2**20, b"Authorization: Bearer wrong-token-0123456789\r\n"))
+        assert other == 401  # a wrong token is not charged to anyone's rate

@@ -40,5 +40,5 @@ def unwrap(value: str) -> str:
 async def image_label(body: LegacyRequest, identity: KeyIdentity, service: ServiceDep) -> LegacyResponse:
     """Text lines of one image, in reading order (the original API)."""
     source = Source(unwrap(body.base64string), field="base64string")
-    done = await service.process([source], PipelineOptions(), identity=identity)
+    done = await service.process([source], PipelineOptions())
     return LegacyResponse(Ocr_Output=[ln.text for ln in done.pages[0].lines])

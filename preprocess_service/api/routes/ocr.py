@@ -34,7 +34,7 @@ def pipeline_options(req: OCROptions) -> PipelineOptions:
 @router.post("/v1/ocr", response_model=OCRResponse, responses=_ERRORS)
 async def ocr(req: OCRRequest, identity: Identity, service: ServiceDep) -> OCRResponse:
     """Every line of text in the image, with its box and confidence, in reading order."""
-    done = await service.process([Source(req.image)], pipeline_options(req), visualize=req.visualize, identity=identity)
+    done = await service.process([Source(req.image)], pipeline_options(req), visualize=req.visualize)
     return done.pages[0]
 
 
@@ -42,7 +42,7 @@ async def ocr(req: OCRRequest, identity: Identity, service: ServiceDep) -> OCRRe
 async def ocr_batch(req: OCRBatchRequest, identity: Identity, service: ServiceDep) -> OCRBatchResponse:
     """Several images (or PDFs) in one JSON request; one result per image or page, in order."""
     sources = [Source(v, kind="auto", field=f"images[{i}]") for i, v in enumerate(req.images)]
-    done = await service.process(sources, pipeline_options(req), visualize=req.visualize, identity=identity)
+    done = await service.process(sources, pipeline_options(req), visualize=req.visualize)
     return OCRBatchResponse(results=done.pages)
 
 
@@ -58,7 +58,7 @@ async def ocr_upload(identity: Identity, service: ServiceDep,
     except (ValueError, ValidationError):
         raise InvalidRequest("options must be a JSON object of valid /v1/ocr options") from None
     sources = [Source(f.read, encoding="raw", kind="auto", field="file", name=f.filename) for f in file]
-    done = await service.process(sources, pipeline_options(opts), visualize=opts.visualize, identity=identity)
+    done = await service.process(sources, pipeline_options(opts), visualize=opts.visualize)
     pages = done.pages
     if len(pages) == 1 and pages[0].page is None:
         return pages[0]

@@ -79,5 +79,5 @@ def _response(done: Processed) -> PaddleXResponse:
 async def paddlex_ocr(body: PaddleXOCRRequest, identity: Identity, service: ServiceDep) -> PaddleXResponse:
     """OCR of an image or a PDF in PaddleX's serving format."""
     source, opts = _request(body, bool(service.settings.url_allowed_hosts))
-    done = await service.process([source], opts, visualize=bool(body.visualize), identity=identity)
+    done = await service.process([source], opts, visualize=bool(body.visualize))
     return _response(done)
