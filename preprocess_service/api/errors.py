@@ -30,11 +30,22 @@ log = logging.getLogger(__name__)
 LEGACY_AUTH_BODY = {"response": {"ProcessType": "F", "ErrorMessage": "Authentification error"}}
 
 
+MAX_VALIDATION_ERRORS = 5
+MAX_NAME_CHARS = 40
+
+
+def _name(part: object) -> str:
+    text = str(part)
+    return text if len(text) <= MAX_NAME_CHARS else text[:MAX_NAME_CHARS] + "..."
+
+
 def describe_validation(exc: RequestValidationError) -> str:
-    """Where and what, never the offending value (it may be an image or a token)."""
+    """Where and what, never the offending value (it may be an image or a token): the first few
+    problems, each field name cut short (a name is client text too), and how many more there are."""
     parts = []
-    for err in exc.errors()[:10]:
-        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
+    errors = exc.errors()
+    for err in errors[:MAX_VALIDATION_ERRORS]:
+        loc = ".".join(_name(x) for x in err.get("loc", ()) if x != "body") or "body"
         kind = err.get("type", "")
         if kind == "missing":
             parts.append(f"{loc}: field required")
@@ -46,6 +57,8 @@ def describe_validation(exc: RequestValidationError) -> str:
             parts.append(f"{loc or 'body'}: must be a JSON object")
         else:
             parts.append(f"{loc}: {err.get('msg', 'invalid value')}")
+    if len(errors) > MAX_VALIDATION_ERRORS:
+        parts.append(f"and {len(errors) - MAX_VALIDATION_ERRORS} more")
     return "; ".join(parts) or "invalid request"
 
 

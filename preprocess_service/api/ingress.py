@@ -48,6 +48,11 @@ from .deps import AppContext
 Renderer = Callable[[OCRError], JSONResponse]
 
 # The routes that take a body and a token, and the envelope their errors use.
+# A request of this API is a few objects (its options, up to OCR_MAX_IMAGES_PER_REQUEST images):
+# these caps are far above any of them and far below what makes parsing cost a multiple of the body.
+MAX_JSON_CONTAINERS = 1000
+MAX_JSON_KEYS = 1000
+
 PROTECTED: dict[str, tuple[str, Renderer]] = {
     "/v1/ocr": ("bearer", envelopes.native),
     "/v1/ocr/batch": ("bearer", envelopes.native),
@@ -127,6 +132,9 @@ class Ingress:
                 return await self._reject(scope, receive, send, self._count(render, body))
             if body is None:  # the client went away
                 return None
+            shape = self._json_shape(scope, body)
+            if shape is not None:
+                return await self._reject(scope, receive, send, self._count(render, shape))
             replayed = False
 
             async def replay():
@@ -160,6 +168,23 @@ class Ingress:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+    @staticmethod
+    def _json_shape(scope, body: bytes) -> OCRError | None:
+        """A JSON body whose structure no request of this API has: more objects and arrays, or more
+        keys, than MAX_JSON_CONTAINERS / MAX_JSON_KEYS (counted on the bytes, in C, before parsing).
+        Parsing ``[{},{},...]`` costs about 24 times its size and 200,000 unknown keys a validation
+        error each; under the caps a body parses into about its own size (its strings), which the
+        body's reservation covers. Multipart uploads are not JSON: not counted."""
+        if (_header(scope, b"content-type") or "").lower().startswith("multipart/"):
+            return None
+        containers = body.count(b"{") + body.count(b"[")
+        keys = body.count(b":")
+        if containers > MAX_JSON_CONTAINERS or keys > MAX_JSON_KEYS:
+            return PayloadTooLarge(
+                f"the JSON body has {containers} objects and arrays and up to {keys} keys; a request holds at most "
+                f"{MAX_JSON_CONTAINERS} and {MAX_JSON_KEYS}")
+        return None
 
     @staticmethod
     def _malformed(scope) -> OCRError | None:

@@ -548,6 +548,40 @@ def test_long_query_strings_without_a_token_cost_little_logging(main):
         assert max(len(ln) for ln in flood_lines) < 10 * 1024 and "characters cut" in flood_lines[0]
 
 
+def test_json_whose_structure_costs_a_multiple_of_its_size_is_refused_unparsed(main):
+    """Parsing ``[{},{},...]`` costs about 24 times its size, and 200,000 unknown keys a validation
+    error each (4.4 s and 198 MB for 1.9 MB): with a token, such bodies are refused from a count of
+    their bytes before they are parsed; /healthz keeps answering meanwhile."""
+    many_objects = b'{"image": "aGk=", "x": [' + b",".join([b"{}"] * 600_000) + b"]}"
+    many_keys = b"{" + b",".join(b'"k%d": 0' % i for i in range(200_000)) + b"}"
+    sent = f"with a token: [{{}} x 600k] ({len(many_objects) // 1024} KiB) and 200k unknown keys ({len(many_keys) // 1024} KiB), 3 of each"
+    with case("10c JSON structure bombs", sent, main) as c:
+        with HealthPoller(main.url) as poller:
+            answers = []
+            for body in (many_objects, many_keys) * 3:
+                t0 = time.monotonic()
+                r = main.post("/v1/ocr", content=body, headers={"Content-Type": "application/json"})
+                answers.append((r, time.monotonic() - t0))
+        c.saw(*(r.status_code for r, _ in answers))
+        for r, took in answers:
+            message = native_error(r, 413, "payload_too_large")
+            assert "objects and arrays" in message and took < 2, (message, took)
+        assert not poller.failures and max(poller.latencies) < 0.25, max(poller.latencies)
+        c.row["max_answer_s"] = round(max(t for _, t in answers), 3)
+        c.row["healthz_max_s"] = round(max(poller.latencies), 3)
+
+
+def test_a_422_names_a_few_fields_cut_short(main):
+    """Validation messages must not echo unbounded client text: 50 unknown fields with 5,000-character
+    names give a 422 naming the first 5, each cut to 40 characters, and how many more there are."""
+    body = {"image": CHECK_B64, **{f"{i:02d}" + "n" * 5000: 1 for i in range(50)}}
+    with case("10d 50 unknown 5,000-character field names", "POST /v1/ocr with them and a valid image", main) as c:
+        r = main.post("/v1/ocr", json=body)
+        c.saw(r.status_code)
+        message = native_error(r, 422, "invalid_request")
+        assert len(message) < 600 and "and 45 more" in message and "n" * 41 not in message, message
+
+
 # --- 11-12: shutdown cuts work off; a URL source that trickles -------------------------------------
 
 def test_sigterm_with_work_beyond_the_grace_gets_json_503(tmp, big_b64):
