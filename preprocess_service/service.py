@@ -94,35 +94,49 @@ class OCRService:
 
         Within a slot: every source's pages are counted and sized from their headers (no pixel
         decoded yet), the largest page's memory cost is reserved from the pod's budget, then the
-        pages are decoded or rendered and read one at a time, each freed before the next."""
+        pages are decoded or rendered and read one at a time, each freed before the next. A URL's
+        content is charged to the budget too: the body limit while it is fetched, then its size,
+        until the job ends."""
         limit = self.settings.max_images_per_request
         if len(sources) > limit:
             raise PayloadTooLarge(f"more than the {limit} images allowed per request")
         settings = self.pipeline.effective_settings(opts)
 
         async def job() -> Processed:
-            probed = []
-            for src in sources:
-                t0 = time.perf_counter()
-                doc = await self._probe(src)
-                probed.append((src, doc, t0))
-                if sum(len(d.sizes) for _, d, _ in probed) > limit:
-                    raise PayloadTooLarge(f"more than the {limit} images (pages) allowed per request")
-            cost = max(self.page_cost(size, settings, doc.bytes_per_pixel, visualize)
-                       for _, doc, _ in probed for size in doc.sizes)
-            await self.admission.memory.reserve(cost, self.settings.queue_timeout_s, "the largest page")
-            trim = bool(self.settings.malloc_trim_over_mib) and cost > self.settings.malloc_trim_over_mib * MIB
+            budget = self.admission.memory
+            fetched = 0  # bytes of URL content held for the job: charged to the budget like a body
             try:
-                documents_read = []
-                for k, (src, doc, t0) in enumerate(probed):
-                    if k and trim:
+                probed = []
+                for src in sources:
+                    t0 = time.perf_counter()
+                    if src.encoding == "url":  # the most it may bring, until it is known
+                        await budget.reserve(self.settings.max_body_bytes, self.settings.queue_timeout_s,
+                                             "the URL's content")
+                        fetched += self.settings.max_body_bytes
+                    doc = await self._probe(src)
+                    if src.encoding == "url":
+                        budget.release(self.settings.max_body_bytes - len(doc.data))
+                        fetched -= self.settings.max_body_bytes - len(doc.data)
+                    probed.append((src, doc, t0))
+                    if sum(len(d.sizes) for _, d, _ in probed) > limit:
+                        raise PayloadTooLarge(f"more than the {limit} images (pages) allowed per request")
+                cost = max(self.page_cost(size, settings, doc.bytes_per_pixel, visualize)
+                           for _, doc, _ in probed for size in doc.sizes)
+                await budget.reserve(cost, self.settings.queue_timeout_s, "the largest page")
+                trim = bool(self.settings.malloc_trim_over_mib) and cost > self.settings.malloc_trim_over_mib * MIB
+                try:
+                    documents_read = []
+                    for k, (src, doc, t0) in enumerate(probed):
+                        if k and trim:
+                            await asyncio.to_thread(memory.trim)
+                        documents_read.append(await self._read_document(src, doc, t0, opts, visualize, trim))
+                    return Processed(documents_read, settings)
+                finally:
+                    budget.release(cost)
+                    if trim:
                         await asyncio.to_thread(memory.trim)
-                    documents_read.append(await self._read_document(src, doc, t0, opts, visualize, trim))
-                return Processed(documents_read, settings)
             finally:
-                self.admission.memory.release(cost)
-                if trim:
-                    await asyncio.to_thread(memory.trim)
+                budget.release(fetched)
 
         return await self.admission.admit(job)
 

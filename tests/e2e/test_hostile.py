@@ -617,6 +617,14 @@ def test_sigterm_with_work_beyond_the_grace_gets_json_503(tmp, big_b64):
             pass
 
 
+def _reserved_bytes(url: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "ocr_memory_budget_bytes" and s.labels.get("kind") == "reserved")
+
+
 def test_trickling_url_source_is_cut_at_the_deadline_and_the_slot_comes_back(tmp):
     with TrickleServer(interval_s=2.0) as trickle:
         srv = start(tmp, "trickle", {"OCR_URL_ALLOWED_HOSTS": f"127.0.0.1:{trickle.port}", "OCR_MAX_IN_FLIGHT": "1",
@@ -625,8 +633,16 @@ def test_trickling_url_source_is_cut_at_the_deadline_and_the_slot_comes_back(tmp
             sent = "PaddleX /ocr with file=http://127.0.0.1:<port>/page.png, a server sending 1 byte every 2 s; deadline 4 s"
             with case("12 trickling URL source", sent, srv) as c:
                 t0 = time.monotonic()
-                r = srv.post("/ocr", json={"file": f"http://127.0.0.1:{trickle.port}/page.png", "fileType": 1}, timeout=60)
+                with ThreadPoolExecutor(1) as pool:
+                    pending = pool.submit(srv.post, "/ocr", json={"file": f"http://127.0.0.1:{trickle.port}/page.png",
+                                                                  "fileType": 1}, timeout=60)
+                    time.sleep(1.5)
+                    # while it is fetched, the URL's content is charged to the budget (the body limit)
+                    held = _reserved_bytes(srv.url)
+                    r = pending.result(60)
                 slow = time.monotonic() - t0
+                assert held >= 20 * 2**20, held
+                c.row["reserved_while_fetching_mib"] = round(held / 2**20, 1)
                 c.saw(r.status_code)
                 assert 400 <= r.status_code < 500 or r.status_code == 503, _show(r)
                 c.row["trickled_answer"] = paddlex_error(r, r.status_code)
