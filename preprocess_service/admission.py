@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from . import metrics
 from .backends.base import request_deadline
-from .budget import MemoryBudget
+from .budget import MemoryBudget, body_hold
 from .errors import DeadlineExceeded, Overloaded, RateLimited, ShuttingDown
 from .settings import Settings
 
@@ -130,6 +130,9 @@ class Admission:
         if task.done():
             return task.result()
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # consume the late result
+        hold = body_hold.get()
+        if hold is not None:  # the abandoned job still holds the request's body: so does the budget
+            hold.defer_until(task)
         if self._cut_off.is_set():
             raise ShuttingDown("the server shut down before this request finished; retry on another replica",
                                retry_after_s=1)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from . import metrics
@@ -158,3 +159,32 @@ class MemoryBudget:
             self._waiters.popleft()
             self.in_use += nbytes
             fut.set_result(None)
+
+
+class BodyHold:
+    """A request body's reservation. The gate releases it when the request is answered, unless the
+    request's job was abandoned still running (its deadline, a shutdown cut-off): that job holds the
+    body until it ends, so the reservation goes with the job (``defer_until``)."""
+
+    def __init__(self, budget: MemoryBudget, nbytes: int):
+        self._budget, self._nbytes = budget, nbytes
+        self._deferred = False
+        self._released = False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._budget.release(self._nbytes)
+
+    def answered(self) -> None:
+        """The request was answered: release now, unless an abandoned job still holds the body."""
+        if not self._deferred:
+            self.release()
+
+    def defer_until(self, task) -> None:
+        self._deferred = True
+        task.add_done_callback(lambda _: self.release())
+
+
+# the body reservation of the request being handled (set by the ingress gate, read by admission)
+body_hold: ContextVar[BodyHold | None] = ContextVar("body_hold", default=None)

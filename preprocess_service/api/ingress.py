@@ -126,6 +126,8 @@ class Ingress:
         if not pool.try_reserve(cost):
             busy = MemoryBudgetBusy("the server's memory budget is in use; retry shortly", retry_after_s=1)
             return await self._reject(scope, receive, send, self._count(render, busy))
+        hold = memory.BodyHold(pool, cost)
+        hold_token = memory.body_hold.set(hold)
         try:
             body = await self._read(receive)
             if isinstance(body, OCRError):
@@ -146,7 +148,8 @@ class Ingress:
 
             return await self.app(scope, replay, send)
         finally:
-            pool.release(cost)
+            memory.body_hold.reset(hold_token)
+            hold.answered()  # released now, or when a job abandoned still running ends
 
     async def _read(self, receive) -> bytes | OCRError | None:
         chunks, total = [], 0
