@@ -70,6 +70,12 @@ REPO_PATH = re.compile(r"`((?:\.ci|bench|docs|evaluation|export_scripts|harness|
                        r"|tests|triton_local)/[^`\s<>*{}]*?)(?:::(\w+))?`")
 TEST_FILE = re.compile(r"`(test_\w+\.py)(?:::(\w+))?`")
 LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)]*)?\)")
+# Docs describe the project and the machine a figure was measured on, never how the work around it
+# was organised (who did what, when, in which sitting, under which ticket).
+CIRCUMSTANCE = re.compile(
+    r"(?i)\b(?:this|the (?:previous|last|next|earlier)|an earlier|a later) (?:work )?session\b|\bissue #?\d+\b"
+    r"|\bthis task\b|\bfield notes\b|\bshared machine\b|\bwhile other work ran\b|\bthe grader\b"
+    r"|\b(?:made|measured|built) here\b|\bon this machine\b")
 
 
 class MissingArtifact(Exception):
@@ -594,7 +600,7 @@ REGIONS = {
 # --- render and check -------------------------------------------------------------------------
 
 def docs(root: Path) -> list[Path]:
-    return [root / "README.md"] + sorted((root / "docs").glob("*.md"))
+    return [root / "README.md", root / "SECURITY.md"] + sorted((root / "docs").glob("*.md"))
 
 
 def render(text: str, artifacts: Artifacts) -> str:
@@ -649,6 +655,9 @@ def check(root: Path = ROOT) -> list[str]:
             target = Path(os.path.normpath(doc.parent / link))
             if not target.is_relative_to(os.path.normpath(root)) or not target.exists():
                 problems.append(f"{rel}: link {link!r} leads to no file of the repository")
+        for line in prose(text).splitlines():
+            for m in CIRCUMSTANCE.finditer(line):
+                problems.append(f"{rel}: describes the work, not the project: {m.group(0)!r} in {line.strip()[:80]!r}")
         if OUTSIDE in text:
             problems.append(f"{rel}: refers to {OUTSIDE}, outside the repository (the set is evaluation/data/)")
     return problems

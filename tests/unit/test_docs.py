@@ -22,10 +22,11 @@ def copy(tmp_path: Path) -> Path:
     """A repository root whose README.md and docs/ are copies (free to edit); everything else
     is linked to the real tree, so the checks that files exist still see it."""
     for entry in ROOT.iterdir():
-        if entry.name in ("README.md", "docs", ".git"):
+        if entry.name in ("README.md", "SECURITY.md", "docs", ".git"):
             continue
         (tmp_path / entry.name).symlink_to(entry)
     shutil.copy2(ROOT / "README.md", tmp_path / "README.md")
+    shutil.copy2(ROOT / "SECURITY.md", tmp_path / "SECURITY.md")
     shutil.copytree(ROOT / "docs", tmp_path / "docs", ignore=shutil.ignore_patterns("__pycache__"))
     return tmp_path
 
@@ -122,3 +123,13 @@ def test_every_setting_is_documented_and_every_documented_setting_exists():
     documented = set(re.findall(r"`(OCR_[A-Z0-9_]+)`", text))
     assert sorted(fields - documented) == []
     assert sorted(documented - fields) == []
+
+
+@pytest.mark.parametrize("phrase", ["as measured in this session", "see issue 24", "on a shared machine",
+                                    "the figure was made here", "timings from the previous session"])
+def test_a_doc_that_describes_the_work_fails_the_check(copy: Path, phrase: str):
+    """Docs describe the project and the machine a figure came from, not how the work went."""
+    assert render.check(copy) == []
+    doc = copy / "docs" / "deployment.md"
+    doc.write_text(doc.read_text(encoding="utf-8") + f"\nA note: {phrase}.\n", encoding="utf-8")
+    assert any("describes the work, not the project" in p for p in render.check(copy))
