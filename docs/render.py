@@ -44,6 +44,10 @@ WRITTEN_BY = {
     "batcher.json": "python -m bench.batcher",
     "triton-balance.json": "python -m bench.triton_balance",
     "gpu-bench.json": "bash bench/gpu_run.sh on a GPU machine, from the loads of make gpu-stage (docs/gpu.md)",
+    "bench.png": "make bench (python -m bench.run)",
+    "gpu-image.json": "make test-image-gpu (tests/image/test-image-gpu.sh)",
+    "openvino.json": "python -m bench.openvino_compare",
+    "int8.json": "python -m export_scripts.quantize --measure",
 }
 # a folder beside the repository that a user's clone does not have (spelled so that this file
 # itself does not name it)
@@ -539,6 +543,15 @@ def triton_balance(a: Artifacts) -> str:
             + table(["way in", "phase", "in the Service", "pages", "failed", "calls to A", "calls to B"], rows) + "\n")
 
 
+def artifact_table(a: Artifacts) -> str:
+    """Every artifact and the command that writes it (WRITTEN_BY; check() keeps the folder to it)."""
+    rows = []
+    for name, command in sorted(WRITTEN_BY.items()):
+        present = (a.root / ARTIFACTS / name).exists()
+        rows.append([f"`{name}`" + ("" if present else " (not recorded yet)"), command])
+    return table(["artifact in `docs/artifacts/`", "written by"], rows) + "\n"
+
+
 def gpu_bench(a: Artifacts) -> str:
     if not (a.root / ARTIFACTS / "gpu-bench.json").exists():
         return ("No GPU run is recorded yet: there is no `gpu-bench.json` in `docs/artifacts/`. Every GPU figure of "
@@ -593,6 +606,7 @@ REGIONS = {
     "fp16-accuracy": fp16_accuracy,
     "batcher": batcher,
     "triton-balance": triton_balance,
+    "artifact-table": artifact_table,
     "gpu-bench": gpu_bench,
 }
 
@@ -629,6 +643,9 @@ def check(root: Path = ROOT) -> list[str]:
     problems = []
     artifacts = Artifacts(root)
     tests = {p.name: p for p in (root / "tests").rglob("test_*.py")}
+    for path in sorted((root / ARTIFACTS).iterdir()):
+        if path.name not in WRITTEN_BY:
+            problems.append(f"docs/artifacts/{path.name}: no command writes it (docs/render.py WRITTEN_BY)")
     for doc in docs(root):
         rel = doc.relative_to(root)
         text = doc.read_text(encoding="utf-8")

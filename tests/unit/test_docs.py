@@ -133,3 +133,17 @@ def test_a_doc_that_describes_the_work_fails_the_check(copy: Path, phrase: str):
     doc = copy / "docs" / "deployment.md"
     doc.write_text(doc.read_text(encoding="utf-8") + f"\nA note: {phrase}.\n", encoding="utf-8")
     assert any("describes the work, not the project" in p for p in render.check(copy))
+
+
+def test_an_artifact_no_command_writes_fails_the_check(copy: Path):
+    """Every file in docs/artifacts/ has its command in the README's generated artifact table."""
+    assert render.check(copy) == []
+    (copy / "docs" / "artifacts").unlink() if (copy / "docs" / "artifacts").is_symlink() else None
+    (copy / "docs" / "artifacts" / "orphan.png").write_bytes(b"\x89PNG")
+    assert any("orphan.png: no command writes it" in p for p in render.check(copy))
+
+
+def test_the_readme_links_every_doc():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for doc in sorted((ROOT / "docs").glob("*.md")):
+        assert f"(docs/{doc.name})" in readme, doc.name
