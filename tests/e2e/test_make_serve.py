@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import httpx
+import pytest
 
 from harness.localserver import free_port
 from tests.conftest import ROOT
@@ -45,6 +46,7 @@ def test_make_serve_starts_the_embedded_service(tmp_path):
     assert "generated an API token in" in out and token not in out
 
 
+@pytest.mark.timeout(960)  # above the 900 s the set-up below may take
 def test_make_serve_environment_holds_runtime_dependencies_only():
     """`make serve` (run above, or now) installs no test, export or bench extras."""
     serve_python = ROOT / ".venv-serve" / "bin" / "python"

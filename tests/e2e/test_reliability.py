@@ -205,6 +205,7 @@ def test_cors_when_configured(tmp_path):
         assert "access-control-allow-origin" not in bad.headers
 
 
+@pytest.mark.timeout(960)  # above the subprocess's own 900 s
 def test_schemathesis_fuzzing_finds_no_server_error(server, tmp_path):
     """Thousands of generated requests from the service's own OpenAPI schema: never a 5xx."""
     cli = os.path.join(os.path.dirname(sys.executable), "schemathesis")

@@ -147,3 +147,27 @@ def test_the_readme_links_every_doc():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for doc in sorted((ROOT / "docs").glob("*.md")):
         assert f"(docs/{doc.name})" in readme, doc.name
+
+
+def test_long_subprocess_tests_are_not_cut_off_by_the_suite_timeout():
+    """pytest-timeout (pyproject: 300 s) must not cut a test whose own subprocess may run longer:
+    a test with a subprocess timeout above it carries its own, larger, timeout mark."""
+    import ast
+
+    default = 300
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for fn in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")]:
+            longest = max((kw.value.value for call in ast.walk(fn) if isinstance(call, ast.Call)
+                            for kw in call.keywords if kw.arg == "timeout" and isinstance(kw.value, ast.Constant)
+                            and isinstance(kw.value.value, int | float)), default=0)
+            if longest <= default:
+                continue
+            marks = [d for d in fn.decorator_list if isinstance(d, ast.Call) and ast.unparse(d.func).endswith("mark.timeout")]
+            assert marks and marks[0].args[0].value > longest, f"{path.name}::{fn.name} waits {longest} s"
+
+
+def test_make_test_reports_its_slowest_tests():
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    recipe = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
+    assert "--durations=" in recipe
