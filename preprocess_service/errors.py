@@ -8,6 +8,13 @@ echo client data (tokens, image bytes).
 
 from __future__ import annotations
 
+# The reasons of ocr_rejected_total, in two kinds: the service's capacity or state (alerted on by
+# OCRRequestsRejected, except during rollouts and start-up), and the client's own fault (alerted on
+# by OCRClientRequestsRejected). Every refusal's ``reason`` is one of them (tests/unit/test_reasons.py).
+CAPACITY_REASONS = ("overloaded", "memory_budget", "deadline_exceeded", "backend_unavailable", "shutting_down", "not_ready")
+ROLLOUT_REASONS = ("shutting_down", "not_ready")  # expected while pods are replaced or start
+CLIENT_REASONS = ("unauthorized", "payload_too_large", "request_timeout", "rate_limited")
+
 
 class OCRError(Exception):
     status_code: int = 500

@@ -20,6 +20,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from .errors import CAPACITY_REASONS, CLIENT_REASONS
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 HTTP_REQUESTS = Counter(
@@ -43,9 +45,8 @@ BACKEND_ERRORS = Counter(
 JOBS_IN_FLIGHT = Gauge("ocr_jobs_in_flight", "OCR jobs holding a slot now.", multiprocess_mode="livesum")
 JOBS_WAITING = Gauge("ocr_jobs_waiting", "OCR jobs queued for a slot now (the queue depth).", multiprocess_mode="livesum")
 REJECTED = Counter(
-    "ocr_rejected_total", "Requests refused before or instead of being served, by reason (overloaded, rate_limited, "
-    "deadline_exceeded, shutting_down, memory_budget, unauthorized, payload_too_large, request_timeout, "
-    "backend_unavailable).", ["reason"],
+    "ocr_rejected_total", "Requests refused before or instead of being served, by reason: the service's capacity or "
+    f"state ({', '.join(CAPACITY_REASONS)}) or the client's fault ({', '.join(CLIENT_REASONS)}).", ["reason"],
 )
 BACKEND_UP = Gauge(
     "ocr_backend_up", "1 when the inference backend answered its last health check, else 0.", ["backend"],
