@@ -79,7 +79,7 @@ class Pipeline:
             else settings.rec_batch_size
 
     @classmethod
-    async def create(cls_, settings: Settings, backend: InferenceBackend) -> Pipeline:
+    async def create(cls, settings: Settings, backend: InferenceBackend) -> Pipeline:
         names = settings.model_names
         det = load_spec(settings.model_repository, names["det"])
         rec = load_spec(settings.model_repository, names["rec"])
@@ -97,7 +97,7 @@ class Pipeline:
                 cls_spec = spec
         if settings.orientation_default and cls_spec is None:
             raise ValueError("text-line orientation is on but no classifier model is available")
-        return cls_(settings, backend, det, rec, cls_spec)
+        return cls(settings, backend, det, rec, cls_spec)
 
     @property
     def model_names(self) -> dict[str, str | None]:
@@ -116,7 +116,7 @@ class Pipeline:
         shapes: dict[str, list[list[int]]] = {}
 
         def layout(model: str, h: int, w: int) -> list[int]:
-            return [h, w, 3] if self._lean(model) else [3, h, w]
+            return [h, w, 3] if self._has_uint8_head(model) else [3, h, w]
 
         shapes[self.det.name] = [[n, *layout(self.det.name, h, w)] for h, w in self.canvases
                                  for n in sizes(self.det.name) or (1,)]
@@ -133,7 +133,7 @@ class Pipeline:
         for model, shapes in (self.input_shapes() or {}).items():
             io = self.backend.io(model)
             for shape in shapes:
-                dtype = np.uint8 if self._lean(model) else np.float32
+                dtype = np.uint8 if self._has_uint8_head(model) else np.float32
                 inputs = {io.inputs[0]: np.zeros(shape, dtype=dtype)}
                 if VALID_WIDTH in io.inputs:
                     inputs[VALID_WIDTH] = np.full((shape[0], 1), shape[2], dtype=np.int64)
@@ -145,7 +145,7 @@ class Pipeline:
         img[24:40, 32:224] = 0
         await self.read(img, PipelineOptions(use_textline_orientation=self.cls is not None, rec_score_thresh=0.0))
         probe = recognition.plan_batches([np.full((self.rec.image_height, self.rec.base_width, 3), 255, np.uint8)],
-                                         self.rec, 1, uint8=self._lean(self.rec.name),
+                                         self.rec, 1, uint8=self._has_uint8_head(self.rec.name),
                                          width_buckets=self.rec_widths)[0]
         io = self.backend.io(self.rec.name)
         out = (await self.backend.run(self.rec.name, self._inputs(io, probe.tensor, probe.widths),
@@ -154,7 +154,7 @@ class Pipeline:
         if self.settings.warmup_every_bucket:
             await self.warmup_buckets()
 
-    def _lean(self, model: str) -> bool:
+    def _has_uint8_head(self, model: str) -> bool:
         """The model has the uint8 input head (and, for detection, the uint8 map)."""
         io = self.backend.io(model)
         return PROB_U8 in io.outputs or VALID_WIDTH in io.inputs
@@ -221,7 +221,7 @@ class Pipeline:
 
         # detection
         t0 = time.perf_counter()
-        det_in = await asyncio.to_thread(detection.preprocess, img, self.det, policy, self._lean(self.det.name),
+        det_in = await asyncio.to_thread(detection.preprocess, img, self.det, policy, self._has_uint8_head(self.det.name),
                                         self.canvases)
         prob = await self._detect(det_in.tensor)
         boxes = await asyncio.to_thread(self._boxes, prob, det_in, params)
@@ -239,7 +239,7 @@ class Pipeline:
             assert self.cls is not None
             for start in range(0, len(crops), self.rec_batch):
                 part = crops[start:start + self.rec_batch]
-                if self._lean(self.cls.name):
+                if self._has_uint8_head(self.cls.name):
                     tensor, widths = await asyncio.to_thread(classification.preprocess_u8, part, self.cls)
                 else:
                     tensor, widths = await asyncio.to_thread(classification.preprocess, part, self.cls), None
@@ -252,7 +252,7 @@ class Pipeline:
 
         batches = await asyncio.to_thread(
             recognition.plan_batches, crops, self.rec, self.rec_batch, s.rec_width_multiple, s.rec_min_width,
-            self._lean(self.rec.name), self.rec_widths,
+            self._has_uint8_head(self.rec.name), self.rec_widths,
         )
         decoded = await asyncio.gather(*(self._recognize(b) for b in batches))
         texts: list[tuple[str, float] | None] = [None] * len(crops)

@@ -172,9 +172,9 @@ class OCRService:
             del img
         return Document(doc.kind, pages)
 
-    @staticmethod
-    async def _visualization(res: OCRResponse, img: np.ndarray) -> str:
-        jpeg = await asyncio.to_thread(visualize.draw, img, [ln.box for ln in res.lines], [ln.text for ln in res.lines])
+    async def _visualization(self, res: OCRResponse, img: np.ndarray) -> str:
+        jpeg = await asyncio.to_thread(visualize.draw, img, [ln.box for ln in res.lines], [ln.text for ln in res.lines],
+                                       font=self.settings.visualize_font)
         return base64.b64encode(jpeg).decode()
 
     async def read_page(self, img: np.ndarray, opts: PipelineOptions, t0: float | None = None) -> OCRResponse:

@@ -175,6 +175,8 @@ class Settings(BaseSettings):
         default_factory=list, description="hosts (host: its scheme's default port only, or host:port) the PaddleX "
         "route may fetch file URLs from; empty: off"
     )
+    visualize_font: Path | None = Field(
+        default=None, description="font file the visualisations draw text with (empty: the first CJK font found)")
     url_private_networks: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="networks (CIDR) a listed host may resolve into although they are not "
         "public (an in-cluster object store); other private, loopback and link-local addresses are refused unless "

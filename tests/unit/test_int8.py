@@ -95,7 +95,7 @@ def test_the_int8_models_are_served_like_the_others(int8_repository):
         assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     pipe = quantize.make_pipeline(int8_repository, det_model=DET, rec_model=REC)  # warmed up
     assert pipe.model_names == {"det": DET, "rec": REC, "cls": "ppocr_textline_cls"}
-    assert pipe._lean(DET) and pipe._lean(REC)
+    assert pipe._has_uint8_head(DET) and pipe._has_uint8_head(REC)
     assert load_spec(int8_repository, DET).thresh == load_spec(int8_repository, "ppocrv6_small_det").thresh
 
 

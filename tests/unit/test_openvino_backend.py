@@ -54,7 +54,7 @@ def test_the_backend_names_its_device_and_the_models_io(pipelines):
     assert ov.describe() == {DET: "openvino:CPU", REC: "openvino:CPU", CLS: "openvino:CPU"}
     for model in (DET, REC, CLS):
         assert ov.io(model) == ort.io(model), model  # the same ONNX file, the same tensor names
-    assert pipelines["openvino"]._lean(DET) and pipelines["openvino"]._lean(REC)
+    assert pipelines["openvino"]._has_uint8_head(DET) and pipelines["openvino"]._has_uint8_head(REC)
     assert run(ov.ready())
 
 

@@ -16,11 +16,6 @@ CHINESE = "汉字测试"
 BOX = [[40, 80], [360, 80], [360, 120], [40, 120]]  # a 40 px high line: text drawn 24 px high above it
 
 
-@pytest.fixture(autouse=True)
-def _no_override(monkeypatch):
-    monkeypatch.delenv(visualize.FONT_ENV, raising=False)
-
-
 def _cjk_font() -> str:
     path = visualize.font_path()
     if path is None:
@@ -45,9 +40,9 @@ def test_the_font_visualize_picks_has_distinct_cjk_glyphs():
     assert all(np.frombuffer(g[1], np.uint8).any() for g in glyphs.values())  # and none is blank
 
 
-def _drawn(text: str) -> np.ndarray:
+def _drawn(text: str, font: str | None = None) -> np.ndarray:
     img = np.full((160, 400, 3), 255, np.uint8)
-    jpeg = visualize.draw(img, [BOX], [text], quality=95)
+    jpeg = visualize.draw(img, [BOX], [text], quality=95, font=font)
     out = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert out.shape == img.shape
     return out[40:80].astype(int)  # the band above the box, where the text goes
@@ -66,11 +61,11 @@ def test_a_chinese_line_is_drawn_with_real_glyphs():
 
 def test_without_a_cjk_font_it_says_why_once_and_the_check_above_sees_tofu(monkeypatch, tmp_path, caplog):
     monkeypatch.setattr(visualize, "CJK_FONTS", ())
-    monkeypatch.setenv(visualize.FONT_ENV, str(tmp_path / "missing.ttf"))  # a fresh lookup (cached per value)
+    missing = str(tmp_path / "missing.ttf")  # the OCR_VISUALIZE_FONT setting; a fresh lookup (cached per value)
     with caplog.at_level(logging.WARNING, logger=visualize.__name__):
-        assert visualize.font_path() is None
-        a, b = _drawn(CHINESE), _drawn(CHINESE[::-1])
-        _drawn("again")
+        assert visualize.font_path(missing) is None
+        a, b = _drawn(CHINESE, missing), _drawn(CHINESE[::-1], missing)
+        _drawn("again", missing)
     messages = [r.getMessage() for r in caplog.records]
     assert sum("cannot be loaded as a font" in m for m in messages) == 1
     assert sum("no CJK-capable font found" in m and "as boxes" in m for m in messages) == 1
@@ -78,13 +73,16 @@ def test_without_a_cjk_font_it_says_why_once_and_the_check_above_sees_tofu(monke
     assert np.abs(a - b).mean() < 0.5
 
 
-def test_override_by_environment(monkeypatch, tmp_path, caplog):
+def test_override_by_the_setting(tmp_path, caplog, monkeypatch):
+    """OCR_VISUALIZE_FONT is a setting like the others (read with the rest of the environment)."""
+    from preprocess_service.settings import Settings
+
     cjk = _cjk_font()
-    monkeypatch.setenv(visualize.FONT_ENV, cjk)
-    assert visualize.font_path() == cjk
+    monkeypatch.setenv("OCR_VISUALIZE_FONT", cjk)
+    setting = Settings(api_tokens="x").visualize_font
+    assert str(setting) == cjk and visualize.font_path(setting) == cjk
     bad = tmp_path / "not-a-font.ttf"
     bad.write_bytes(b"garbage")
-    monkeypatch.setenv(visualize.FONT_ENV, str(bad))
     with caplog.at_level(logging.WARNING, logger=visualize.__name__):
-        assert visualize.font_path() == cjk  # falls back to the known paths
+        assert visualize.font_path(bad) == cjk  # falls back to the known paths
     assert any("cannot be loaded as a font" in r.getMessage() for r in caplog.records)
