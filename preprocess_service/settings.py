@@ -275,6 +275,15 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _shares_per_worker(self):
+        """Pod-wide limits are split among the worker processes: each must get at least one."""
+        for name, value in (("OCR_MAX_IN_FLIGHT", self.max_in_flight), ("OCR_MAX_QUEUE", self.max_queue)):
+            if value and value < self.workers:
+                raise ValueError(f"{name}={value} is split among OCR_WORKERS={self.workers} processes: each would "
+                                 f"get none; set it to at least {self.workers} (or fewer workers)")
+        return self
+
+    @model_validator(mode="after")
     def _triton_addresses(self):
         from .backends.triton_endpoints import split_targets
 

@@ -103,3 +103,15 @@ def test_the_burst_default_is_what_the_setting_says():
     assert "a sixth of a minute's rate" in (Settings.model_fields["rate_limit_burst"].description or "")
     docs = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
     assert "0 (= rate / 6)" in docs
+
+
+def test_a_pod_limit_too_small_to_split_among_workers_is_refused():
+    """OCR_MAX_QUEUE=1 with two workers gave each a queue of 0 (every wait refused): refused now,
+    as is OCR_MAX_IN_FLIGHT below the worker count; equal or above splits with at least one each."""
+    with pytest.raises(ValidationError, match="OCR_MAX_QUEUE=1 is split among OCR_WORKERS=2"):
+        Settings(api_tokens=ONE, workers=2, max_queue=1)
+    with pytest.raises(ValidationError, match="OCR_MAX_IN_FLIGHT=1"):
+        Settings(api_tokens=ONE, workers=2, max_in_flight=1)
+    s = Settings(api_tokens=ONE, workers=2, max_queue=2, max_in_flight=2)
+    assert s.queue_limit == 1 and s.in_flight_limit == 1
+    assert Settings(api_tokens=ONE, workers=1, max_queue=1).queue_limit == 1
