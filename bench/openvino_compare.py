@@ -7,7 +7,7 @@ parent drives them in turns: one untimed warm-up pass over the images each, then
 times, every image at concurrency 1 (one after another) and at concurrency 4 (``asyncio.gather``
 of 4 at a time: the service's pattern of several concurrent single-image requests), one group
 (one image, or 4) on every variant before the next group, in a rotating order, so that a
-neighbour's load on a shared machine falls on all variants alike.
+load from other processes on the machine falls on all variants alike.
 
 Figures per variant and concurrency: ``median``, the median over the repetitions of a pass's wall
 time / images; ``best``, the sum over the groups of each group's fastest repetition / images (the
@@ -203,13 +203,13 @@ def main(argv: list[str] | None = None) -> int:
         "method": "Pipeline.read in one worker process per variant, one untimed warm-up pass each, the variants "
                   "taking turns group by group; concurrency 4 = asyncio.gather of 4 at a time. median: of the passes' "
                   "ms per image; best: each group's fastest repetition; cpu: the worker's CPU ms per image; rss_mib: "
-                  "the worker's resident set after the passes (malloc_trim) and its peak. A shared, busy machine: the "
-                  "figures are noisy.",
+                  "the worker's resident set after the passes (malloc_trim) and its peak. Other processes load the "
+                  "machine's cores too: the figures are noisy.",
         "variants": figures,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(f"\n{n} images, {args.reps} repetitions, ms per image (noisy shared machine, {os.cpu_count()} cores)")
+    print(f"\n{n} images, {args.reps} repetitions, ms per image (noisy: other processes load the {os.cpu_count()} cores)")
     print("| variant | c=1 median | c=1 best | c=4 median | c=4 best | CPU ms c=4 | RSS MiB (peak) | texts as the first |")
     print("|---|---|---|---|---|---|---|---|")
     for name, f in figures.items():

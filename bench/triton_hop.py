@@ -86,7 +86,7 @@ def measure(variant: str, repository: Path, work: Path, images: list[tuple[str, 
             t0 = time.perf_counter()
             texts = {}
             for name, body in images:
-                for _attempt in range(5):  # a busy shared machine may answer 503 with Retry-After
+                for _attempt in range(5):  # a loaded machine may answer 503 with Retry-After
                     r = client.post(f"{srv.url}/v1/ocr", json={"image": body}, headers=headers)
                     if r.status_code != 503:
                         break

@@ -502,7 +502,7 @@ def model_latency(pipes: dict[str, object], page: np.ndarray, runs: int) -> dict
     """One model run at a time, through the service's own backend (its sessions and threads):
     detection on ``page`` resized by the default policy (960 px limit), recognition on a batch of
     two 48 x 320 crops of it; interleaved fp32/int8, best and median ms of ``runs``. Best-of is the
-    figure least disturbed by other work on a shared machine."""
+    figure least disturbed by other load on the machine."""
     from preprocess_service.stages import detection, recognition
 
     out: dict[str, dict[str, float]] = {}
