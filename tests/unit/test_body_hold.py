@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from preprocess_service.admission import Admission
 from preprocess_service.budget import BodyHold, MemoryBudget, body_hold
 from preprocess_service.errors import DeadlineExceeded
@@ -15,25 +13,35 @@ from preprocess_service.errors import DeadlineExceeded
 BODY = 3 * 2**20
 
 
+async def _admit_holding_a_body(deadline_s: float, job):
+    """``job`` admitted as the gate runs it: a body reserved, its hold in the context variable,
+    answered afterwards. The budget, the admission, the hold, and what admit returned or raised."""
+    admission = Admission(max_in_flight=1, max_queue=1, queue_timeout_s=1, deadline_s=deadline_s)
+    pool = MemoryBudget(64 * 2**20)
+    assert pool.try_reserve(BODY)
+    hold = BodyHold(pool, BODY)
+    token = body_hold.set(hold)
+    raised = result = None
+    try:
+        result = await admission.admit(job)
+    except DeadlineExceeded as exc:
+        raised = exc
+    finally:
+        body_hold.reset(token)
+        hold.answered()  # what the gate does once the answer is sent
+    return pool, admission, hold, result, raised
+
+
 def test_the_body_stays_reserved_until_the_abandoned_job_ends():
     async def go():
-        admission = Admission(max_in_flight=1, max_queue=1, queue_timeout_s=1, deadline_s=0.2)
-        pool = MemoryBudget(64 * 2**20)
-        assert pool.try_reserve(BODY)
-        hold = BodyHold(pool, BODY)
         finish = asyncio.Event()
 
         async def job():
             await finish.wait()  # a page still being read when the deadline passes
             return "late"
 
-        token = body_hold.set(hold)
-        try:
-            with pytest.raises(DeadlineExceeded):
-                await admission.admit(job)
-        finally:
-            body_hold.reset(token)
-            hold.answered()  # what the gate does once the 503 is sent
+        pool, admission, _, _, raised = await _admit_holding_a_body(0.2, job)
+        assert isinstance(raised, DeadlineExceeded)
         assert pool.in_use == BODY  # the job still holds the body
         finish.set()
         for _ in range(10):
@@ -45,21 +53,11 @@ def test_the_body_stays_reserved_until_the_abandoned_job_ends():
 
 def test_an_answered_request_releases_its_body_at_once():
     async def go():
-        admission = Admission(max_in_flight=1, max_queue=1, queue_timeout_s=1, deadline_s=5)
-        pool = MemoryBudget(64 * 2**20)
-        assert pool.try_reserve(BODY)
-        hold = BodyHold(pool, BODY)
-        token = body_hold.set(hold)
-
         async def job():
             return "done"
 
-        try:
-            assert await admission.admit(job) == "done"
-        finally:
-            body_hold.reset(token)
-            hold.answered()
-        assert pool.in_use == 0
+        pool, _, hold, result, raised = await _admit_holding_a_body(5, job)
+        assert result == "done" and raised is None and pool.in_use == 0
         hold.release()  # idempotent
         assert pool.in_use == 0
 
