@@ -72,16 +72,19 @@ def _entry(entry: str) -> tuple[str, int | None]:
     return entry, None
 
 
-def host_allowed(url: str, allowed: list[str]) -> bool:
-    try:
-        t = target(url)
-    except InvalidRequest:
-        return False
+def _allowed(t: Target, allowed: list[str]) -> bool:
     for entry in allowed:
         host, port = _entry(entry)
         if host == t.host and t.port == (port if port is not None else _DEFAULT_PORT[t.scheme]):
             return True
     return False
+
+
+def host_allowed(url: str, allowed: list[str]) -> bool:
+    try:
+        return _allowed(target(url), allowed)
+    except InvalidRequest:
+        return False
 
 
 def _routable(address: IPAddress, t: Target, private: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
@@ -113,7 +116,7 @@ async def fetch(url: str, allowed: list[str], max_bytes: int, timeout_s: float =
     if not allowed:
         raise InvalidRequest("URL input is not enabled on this server; send the file as base64")
     t = target(url)
-    if not host_allowed(url, allowed):
+    if not _allowed(t, allowed):
         raise InvalidRequest("the URL's host (and port) is not on this server's allow-list")
     private = [ipaddress.ip_network(n, strict=False) for n in private_networks or []]
     try:
