@@ -145,16 +145,14 @@ class TritonBackend(InferenceBackend):
         backend = cfg.get("backend") or cfg.get("platform") or "?"
         self._placement[model] = f"triton:{backend}:{'+'.join(kinds)}"
 
-    async def _serve(self, endpoint: Endpoint, models: list[str], pending: list[str]) -> str | None:
-        """Describe each model of ``models`` this address serves now (taken off ``pending``); the
+    async def _serve(self, endpoint: Endpoint, models: list[str]) -> str | None:
+        """Describe each model of ``models`` this address serves now (it is then in ``_io``); the
         reason one is not served, or None. An address that cannot be reached is skipped for a while."""
         try:
-            for model in list(models):
-                if await endpoint.client.is_model_ready(model):
-                    await self._describe_model(model, endpoint.client)
-                    pending.remove(model)
-                else:
+            for model in models:
+                if not await endpoint.client.is_model_ready(model):
                     return f"model {model} not ready"
+                await self._describe_model(model, endpoint.client)
         except _CONNECTION_ERRORS as exc:
             self._endpoints.mark_down(endpoint)
             return f"{type(exc).__name__}: {exc}"
@@ -172,17 +170,18 @@ class TritonBackend(InferenceBackend):
                     endpoint = await self._endpoint()
                 except _CONNECTION_ERRORS:
                     return [m for m in models if m in self._io]
-                for model in wanted:
-                    await self._serve(endpoint, [model], [model])
+                for model in wanted:  # each on its own: one not served does not stop the others
+                    await self._serve(endpoint, [model])
             return [m for m in models if m in self._io]
         deadline = time.monotonic() + self._startup_timeout
         pending = [m for m in models if m not in self._io]
         last_error = "not contacted"
         while pending:
             try:
-                last_error = await self._serve(await self._endpoint(), pending, pending) or last_error
+                last_error = await self._serve(await self._endpoint(), pending) or last_error
             except _CONNECTION_ERRORS as exc:  # no address resolved
                 last_error = f"{type(exc).__name__}: {exc}"
+            pending = [m for m in pending if m not in self._io]
             if pending:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"Triton at {self._url} did not serve {pending} in time ({last_error})")
