@@ -27,6 +27,7 @@ import numpy as np, psutil
 from PIL import Image
 kind, a, b = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 pixels = a * b
+extra = {}
 rng = np.random.default_rng(0)
 if kind.startswith("decode-"):
     from preprocess_service.imaging import decode_image
@@ -48,10 +49,16 @@ elif kind == "pdf":
     from preprocess_service import documents
     pdf = pdfium.PdfDocument.new(); pdf.new_page(a * 72 / documents.PDF_DPI, b * 72 / documents.PDF_DPI)
     buf = io.BytesIO(); pdf.save(buf); data = buf.getvalue(); pdf.close()
-    doc = documents.probe(data, "pdf", 10, 10**9)
+    workers = documents.default_workers()  # the page is rendered in a worker process: both count
+    doc = documents.probe(data, "pdf", 10, 10**9, pdf=workers)
+    worker = psutil.Process(next(iter(workers._all)).proc.pid)
+    worker_base = worker.memory_info().rss
     base = psutil.Process().memory_info().rss
-    out = documents.page_image(doc, 0, 10**9)
+    out = documents.page_image(doc, 0, 10**9, pdf=workers)
     pixels = out.shape[0] * out.shape[1]
+    workers.close()  # the worker's peak is reported once it has exited
+    worker_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    extra = {"worker_bytes_per_pixel": (worker_peak - worker_base) / pixels}
 else:  # det: the detection model as served, on its own input type and layout
     import onnxruntime as ort
     so = ort.SessionOptions(); so.enable_cpu_mem_arena = False
@@ -66,8 +73,10 @@ else:  # det: the detection model as served, on its own input type and layout
     base = psutil.Process().memory_info().rss
     s.run(None, {spec.name: tensor(b, a)})
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+if kind == "pdf":  # the service's process and the renderer's, each from its own base
+    base, peak = base + worker_base, peak + worker_peak
 print(json.dumps({"kind": kind, "width": a, "height": b, "pixels": pixels, "base_mib": base / 2**20,
-                  "peak_mib": peak / 2**20, "bytes_per_pixel": (peak - base) / pixels}))
+                  "peak_mib": peak / 2**20, "bytes_per_pixel": (peak - base) / pixels, **extra}))
 """
 
 CASES = [("decode-rgb", 2000, 2000), ("decode-rgb", 6000, 6000), ("decode-rgba", 2000, 2000),
@@ -93,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                            capture_output=True, text=True, check=True)
         row = json.loads(r.stdout.strip().splitlines()[-1])
         row["charged_bytes_per_pixel"] = getattr(budget, CHARGED[kind])
+        if kind == "pdf":
+            row["charged_worker_bytes_per_pixel"] = budget.PDF_WORKER_BYTES_PER_PIXEL
         rows.append(row)
         print(f"{kind:14s} {w}x{h}: peak {row['peak_mib']:.0f} MiB over {row['base_mib']:.0f}, "
               f"{row['bytes_per_pixel']:.1f} bytes per pixel (charged {row['charged_bytes_per_pixel']})", flush=True)
@@ -101,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
               "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "gpu": False},
               "rows": rows,
               "constants": {**{name: getattr(budget, name) for name in sorted(set(CHARGED.values()))},
+                            "PDF_WORKER_BYTES_PER_PIXEL": budget.PDF_WORKER_BYTES_PER_PIXEL,
+                            "PDF_WORKER_FIXED_MIB": budget.PDF_WORKER_FIXED_BYTES / budget.MIB,
                             "DET_FIXED_MIB": budget.DET_FIXED_BYTES / budget.MIB}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -435,6 +435,8 @@ def memory_costs(a: Artifacts) -> str:
     def charged(r: dict) -> str:
         if r["kind"] == "det":
             return f"{c['DET_FIXED_MIB']:.0f} MiB + {r['charged_bytes_per_pixel']} B/px"
+        if r["kind"] == "pdf":
+            return f"{r['charged_bytes_per_pixel']} B/px (renderer: {c['PDF_WORKER_FIXED_MIB']:.0f} MiB + {r['charged_worker_bytes_per_pixel']} B/px)"
         return f"{r['charged_bytes_per_pixel']} B/px"
 
     rows = [[r["kind"], f"{r['width']}x{r['height']}", f"{r['peak_mib'] - r['base_mib']:.0f}",
@@ -442,7 +444,10 @@ def memory_costs(a: Artifacts) -> str:
     return (table(["stage", "input", "peak over base MiB", "measured bytes per pixel", "charged"], rows)
             + f"\n\nDecoding is charged by the image's kind: {c['DECODE_BYTES_PER_PIXEL']} bytes per pixel for 8-bit "
             f"images, {c['DECODE_ALPHA_BYTES_PER_PIXEL']} with transparency, {c['DECODE_DEEP_BYTES_PER_PIXEL']} for "
-            f"16-bit and float samples; a PDF page {c['PDF_RENDER_BYTES_PER_PIXEL']}; detection "
+            f"16-bit and float samples; a PDF page {c['PDF_RENDER_BYTES_PER_PIXEL']}, its BGR array in the service and "
+            f"{c['PDF_WORKER_BYTES_PER_PIXEL']} in the renderer process (the two processes' peaks added; the "
+            "renderer's fixed part, about 48 MiB measured, is covered by the page cost's recognition term, since no "
+            "model runs while a page renders); detection "
             f"{c['DET_BYTES_PER_PIXEL']} per input pixel plus {c['DET_FIXED_MIB']:.0f} MiB (measured {m['date']} on "
             f"{m['machine']['cores']} cores, no GPU, by `python -m bench.memory_costs`; "
             "`tests/unit/test_budget_costs.py` holds every charge to its measurement).\n")

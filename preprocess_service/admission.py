@@ -170,6 +170,10 @@ class Admission:
         self.draining = True
         asyncio.get_running_loop().call_later(max(0.0, cut_off_after_s), self._cut_off.set)
 
+    async def cut_off(self) -> None:
+        """Returns when a draining server can wait no longer (requests still alive get their 503)."""
+        await self._cut_off.wait()
+
     @property
     def waiting(self) -> int:
         return self._waiting

@@ -38,7 +38,15 @@ BODY_FACTOR = 3  # raw body + JSON string + decoded bytes
 DECODE_BYTES_PER_PIXEL = 12  # measured 11: the file's pixels, RGB, BGR
 DECODE_ALPHA_BYTES_PER_PIXEL = 14  # measured 12: RGBA, its array, BGR composited a band at a time
 DECODE_DEEP_BYTES_PER_PIXEL = 24  # measured 17 (16-bit) to 21 (float): the wide array, float32 copy, 8-bit, BGR
-PDF_RENDER_BYTES_PER_PIXEL = 8  # measured 6: BGRx bitmap + BGR copy
+# A PDF page is rendered in a worker process (pdf_render): the worker may allocate
+# PDF_WORKER_BYTES_PER_PIXEL per page pixel (its 3-byte bitmap and pdfium's own buffers) over
+# PDF_WORKER_FIXED_BYTES, and the page arrives in the service as one 3-byte BGR array. A page is
+# charged both per pixel; the fixed part is covered by the page cost's max(detection, recognition)
+# term (no model runs on the page while it renders, and REC_FIXED_BYTES >= PDF_WORKER_FIXED_BYTES).
+# Measured: 6 bytes per pixel at 36 MP (3 in each process), and about 48 MiB fixed in the worker.
+PDF_WORKER_BYTES_PER_PIXEL = 5
+PDF_WORKER_FIXED_BYTES = 64 * MIB
+PDF_RENDER_BYTES_PER_PIXEL = 3 + PDF_WORKER_BYTES_PER_PIXEL
 DET_BYTES_PER_PIXEL = 180  # the uint8 NHWC input + the DB network's activations: measured 152 at 8 MP
 DET_FIXED_BYTES = 160 * MIB  # with the per-pixel part, covers every measured size (173 MiB at 0.7 MP)
 REC_FIXED_BYTES = 64 * MIB  # a recognition batch and its activations

@@ -88,6 +88,13 @@ class EmptyImage(OCRError):
     code = "empty_image"
 
 
+class DocumentTooComplex(OCRError):
+    """A PDF page that did not render within the time or memory a page of its size may take."""
+
+    status_code = 422
+    code = "document_too_complex"
+
+
 # --- 503: our side cannot serve right now ---
 class BackendUnavailable(OCRError):
     status_code = 503

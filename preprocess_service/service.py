@@ -27,6 +27,7 @@ from .backends.base import InferenceBackend
 from .budget import MIB, PageCost, workspace_bytes
 from .errors import PayloadTooLarge
 from .imaging import decode_base64
+from .pdf_render import PdfWorkers
 from .pipeline import EffectiveSettings, Pipeline, PipelineOptions
 from .schemas import Line, ModelInfo, OCRResponse
 from .settings import Settings
@@ -68,6 +69,11 @@ class OCRService:
         self.backend = backend
         self.pipeline = pipeline
         self.admission = admission
+        self.pdf = PdfWorkers(settings.pdf_workers, settings.pdf_page_timeout_s)
+
+    def close(self) -> None:
+        """Stops the PDF renderer processes."""
+        self.pdf.close()
 
     @classmethod
     async def create(cls, settings: Settings, backend: InferenceBackend,
@@ -155,21 +161,27 @@ class OCRService:
             data = await asyncio.to_thread(decode_base64, str(src.data), src.field)
         else:
             data = src.data if isinstance(src.data, bytes) else await src.data()  # type: ignore[operator]
-        return await asyncio.to_thread(documents.probe, data, src.kind, s.max_pdf_pages, s.max_image_pixels)
+        return await asyncio.to_thread(documents.probe, data, src.kind, s.max_pdf_pages, s.max_image_pixels,
+                                       pdf=self.pdf)
 
     async def _read_document(self, src: Source, doc: documents.Probed, t0: float, opts: PipelineOptions,
                              visualize: bool, trim: bool) -> Document:
         pages = []
-        for i in range(len(doc.sizes)):
-            if i and trim:  # the previous large page's freed memory goes back before the next is decoded
-                await asyncio.to_thread(memory.trim)
-            img = await asyncio.to_thread(documents.page_image, doc, i, self.settings.max_image_pixels)
-            res = await self.read_page(img, opts, t0 if i == 0 else None)
-            res.page, res.source = (i + 1 if doc.kind == "pdf" else None), src.name
-            if visualize:
-                res.visualization = await self._visualization(res, img)
-            pages.append(res)
-            del img
+        try:
+            for i in range(len(doc.sizes)):
+                if i and trim:  # the previous large page's freed memory goes back before the next is decoded
+                    await asyncio.to_thread(memory.trim)
+                img = await asyncio.to_thread(documents.page_image, doc, i, self.settings.max_image_pixels,
+                                              pdf=self.pdf)
+                res = await self.read_page(img, opts, t0 if i == 0 else None)
+                res.page, res.source = (i + 1 if doc.kind == "pdf" else None), src.name
+                if visualize:
+                    res.visualization = await self._visualization(res, img)
+                pages.append(res)
+                del img
+        finally:
+            if doc.kind == "pdf":  # its renderer lets the document go
+                await asyncio.to_thread(self.pdf.forget, doc.key)
         return Document(doc.kind, pages)
 
     async def _visualization(self, res: OCRResponse, img: np.ndarray) -> str:

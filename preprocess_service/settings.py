@@ -211,6 +211,10 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=40_000_000, ge=1, le=400_000_000,
                                   description="pixels per image or rendered page (Pillow's own check stays at the top)")
     max_pdf_pages: int = Field(default=10, ge=1, le=1000, description="pages per PDF")
+    pdf_workers: int = Field(default=2, ge=1, le=16,
+                             description="PDF renderer processes per server process (PDFs opened or rendered at once)")
+    pdf_page_timeout_s: float = Field(default=15.0, gt=0, le=600,
+                                      description="a PDF page renders within this, or its renderer is killed (422)")
     max_images_per_request: int = Field(default=16, ge=1, le=1000, description="images (pages) per request")
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)

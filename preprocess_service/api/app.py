@@ -105,6 +105,8 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
         finally:
             for task in tasks:
                 task.cancel()
+            if context.service is not None:
+                context.service.close()
             context.service = None
             await chosen.close()
             metrics.process_exit()

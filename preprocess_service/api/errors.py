@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import metrics
 from ..errors import BackendError, BackendUnavailable, HTTPFailure, InternalError, InvalidRequest, OCRError, Unauthorized
 from ..logs import request_id
+from .body import ThreadParsedRequest
 from .deps import get_context
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,8 @@ def _answer(request: Request, exc: Exception, render: Callable[[OCRError], JSONR
 
 
 class EnvelopeRoute(APIRoute):
-    """A route whose errors (auth and validation included) are written by ``render``."""
+    """A body-taking route: its errors (auth and validation included) are written by ``render``,
+    and its JSON body is parsed in a worker thread (``api.body``)."""
 
     render: Callable[[OCRError], JSONResponse] = staticmethod(native)
 
@@ -109,7 +111,7 @@ class EnvelopeRoute(APIRoute):
 
         async def wrapped(request: Request) -> Response:
             try:
-                return await handler(request)
+                return await handler(ThreadParsedRequest(request.scope, request.receive, request._send))
             except Exception as exc:  # every failure gets this contract's envelope
                 return _answer(request, exc, type(self).render)
 

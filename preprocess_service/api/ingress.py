@@ -10,7 +10,8 @@ An ASGI middleware in front of the application, before any body byte is read or 
    from the pod's memory budget; when it does not fit now the answer is 503 with Retry-After,
    without reading the body.
 4. The body is read with an idle timeout between chunks and a total deadline; a slow body is
-   dropped with 408 and the connection closed. A body over the limit as it arrives is 413.
+   dropped with 408 and the connection closed. A body over the limit as it arrives is 413. A body
+   still arriving when a draining server's cut-off comes is answered 503 ``shutting_down``.
 5. The buffered body is replayed to the application; the reservation is released when the
    response has been sent.
 
@@ -39,6 +40,7 @@ from ..errors import (
     OCRError,
     PayloadTooLarge,
     RequestTimeout,
+    ShuttingDown,
     Unauthorized,
 )
 from ..settings import Settings
@@ -152,25 +154,36 @@ class Ingress:
             hold.answered()  # released now, or when a job abandoned still running ends
 
     async def _read(self, receive) -> bytes | OCRError | None:
+        """The whole body, or why not: too slow (408), too large (413), the client gone (None), or
+        the server's shutdown cut-off reached while it arrived (503 ``shutting_down``)."""
         chunks, total = [], 0
         deadline = time.monotonic() + self.total_timeout_s
-        while True:
-            wait = min(self.idle_timeout_s, deadline - time.monotonic())
-            try:
-                message = await asyncio.wait_for(receive(), max(wait, 0.001))
-            except TimeoutError:
-                return RequestTimeout(
-                    f"the request body did not arrive in time (at most {self.idle_timeout_s:g} s between chunks, "
-                    f"{self.total_timeout_s:g} s in all)")
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            total += len(chunk)
-            if total > self.max_bytes:
-                return PayloadTooLarge(f"request body is over the {self.max_bytes}-byte limit")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        cut_off = asyncio.ensure_future(self.context.admission.cut_off())
+        try:
+            while True:
+                wait = min(self.idle_timeout_s, deadline - time.monotonic())
+                arrived = asyncio.ensure_future(receive())
+                await asyncio.wait({arrived, cut_off}, timeout=max(wait, 0.001), return_when=asyncio.FIRST_COMPLETED)
+                if not arrived.done():
+                    arrived.cancel()
+                    if cut_off.done():
+                        return ShuttingDown("the server shut down before this request's body arrived; retry on "
+                                            "another replica", retry_after_s=1)
+                    return RequestTimeout(
+                        f"the request body did not arrive in time (at most {self.idle_timeout_s:g} s between "
+                        f"chunks, {self.total_timeout_s:g} s in all)")
+                message = arrived.result()
+                if message["type"] == "http.disconnect":
+                    return None
+                chunk = message.get("body", b"")
+                total += len(chunk)
+                if total > self.max_bytes:
+                    return PayloadTooLarge(f"request body is over the {self.max_bytes}-byte limit")
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+        finally:
+            cut_off.cancel()
 
     @staticmethod
     def _json_shape(scope, body: bytes) -> OCRError | None:

@@ -101,3 +101,30 @@ async def test_a_page_over_the_whole_budget_is_413_with_its_cost(make_app):
         r = await api.http.post("/v1/ocr", json={"image": b64(big)})  # the default limit fits
         assert r.status_code == 200, r.text
         assert budget.in_use == 0
+
+
+async def test_json_bodies_are_parsed_off_the_event_loop(make_app, monkeypatch):
+    """Every body-taking route parses its JSON in a worker thread (api.body): the parse of a large
+    body does not run on the event loop's thread, on the native, PaddleX and original routes."""
+    import threading
+
+    from preprocess_service.api import body
+
+    threads: list[str] = []
+    real = body.json.loads
+
+    def recording(data):
+        threads.append(threading.current_thread().name)
+        return real(data)
+
+    monkeypatch.setattr(body.json, "loads", recording)
+    app = make_app()
+    async with app.router.lifespan_context(app):
+        http = Api(app).http
+        loop_thread = threading.current_thread().name
+        image = b64(bars_png())
+        native = await http.post("/v1/ocr", json={"image": image})
+        paddlex = await http.post("/ocr", json={"file": image, "fileType": 1})
+        legacy = await http.post(f"/image_label?key={TOKEN}", json={"base64string": image}, headers=NO_TOKEN)
+    assert native.status_code == paddlex.status_code == legacy.status_code == 200, (native.text, paddlex.text)
+    assert len(threads) == 3 and loop_thread not in threads, (threads, loop_thread)

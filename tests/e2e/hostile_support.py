@@ -33,11 +33,38 @@ def build_pdf(pages: int, count: int | None = None, mediabox: tuple[int, int] = 
     objs = ["<< /Type /Catalog /Pages 2 0 R >>",
             f"<< /Type /Pages /Kids [{kids}] /Count {pages if count is None else count} >>"]
     objs += [f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {w} {h}] >>" for _ in range(pages)]
+    return _pdf_file([o.encode() for o in objs])
+
+
+def nested_forms_pdf(depth: int, fanout: int = 10, side: int = 200) -> bytes:
+    """A page of ``side`` points whose content draws form X``depth``, which draws X``depth-1``
+    ``fanout`` times, down to X0, a page of 50 lines: fanout**depth x 50 lines from about 3 KB.
+    pdfium loads the page in memory that grows with the draws (about 140 MB at depth 4) and renders
+    it in time that grows with them (about 2.5 s at depth 3 and 25 s at depth 4, one core)."""
+    def stream(data: bytes, extra: str) -> bytes:
+        return f"<< /Length {len(data)} {extra} >>\nstream\n".encode() + data + b"\nendstream"
+
+    leaf = "".join(f"{i} 0 m {side - i} {side} l S\n" for i in range(0, side, 4)).encode()
+    bbox = f"/Type /XObject /Subtype /Form /BBox [0 0 {side} {side}]"
+    first_form = 5
+    forms = [stream(leaf, bbox)]
+    for k in range(1, depth + 1):
+        body = "".join(f"q 1 0 0 1 {j % 3} 0 cm /X{k - 1} Do Q\n" for j in range(fanout)).encode()
+        forms.append(stream(body, f"{bbox} /Resources << /XObject << /X{k - 1} {first_form + k - 1} 0 R >> >>"))
+    objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            (f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {side} {side}] /Contents 4 0 R "
+             f"/Resources << /XObject << /X{depth} {first_form + depth} 0 R >> >> >>").encode(),
+            stream(f"/X{depth} Do\n".encode(), "")] + forms
+    return _pdf_file(objs)
+
+
+def _pdf_file(objs: list[bytes]) -> bytes:
+    """The objects numbered from 1 (the first is the catalog), with a correct xref table."""
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for i, body in enumerate(objs, 1):
         offsets.append(len(out))
-        out += f"{i} 0 obj\n{body}\nendobj\n".encode()
+        out += f"{i} 0 obj\n".encode() + body + b"\nendobj\n"
     xref = len(out)
     out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode()
     out += "".join(f"{off:010d} 00000 n \n" for off in offsets).encode()

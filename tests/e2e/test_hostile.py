@@ -15,12 +15,14 @@ as JSON at the end. Loopback only; every loop is bounded in count and time.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +47,7 @@ from tests.e2e.hostile_support import (
     connect,
     dir_usage,
     flat_rgba_png,
+    nested_forms_pdf,
     read_response,
     readable,
     rss_bytes,
@@ -166,9 +169,9 @@ def main(tmp, repository) -> Iterator[Srv]:
 
 @pytest.fixture(scope="module")
 def tight(tmp, repository) -> Iterator[Srv]:
-    """Short header and body timeouts and a small body limit, for the slow-client cases."""
+    """Short header, body and PDF page timeouts and a small body limit, for the slow-client cases."""
     srv = start(tmp, "tight", {"OCR_HEADER_TIMEOUT_S": "2", "OCR_BODY_IDLE_TIMEOUT_S": "1",
-                               "OCR_MAX_BODY_BYTES": str(2 * MIB)})
+                               "OCR_MAX_BODY_BYTES": str(2 * MIB), "OCR_PDF_PAGE_TIMEOUT_S": "2"})
     try:
         yield srv
     finally:
@@ -207,19 +210,68 @@ class Case:
         return self.sampler.peak_mib - self.sampler.start_mib
 
 
+class Witness:
+    """A normal client during an attack: /healthz every 50 ms (``HealthPoller``), and one real OCR
+    request with the token, sent 0.2 s in and retried on 503 after its Retry-After (at most 1 s
+    each, for at most 60 s): the statuses it saw and when its 200 came."""
+
+    def __init__(self, srv: Srv):
+        self.srv = srv
+        self.health = HealthPoller(srv.url)
+        self.statuses: list[int | str] = []
+        self.answered_s: float | None = None
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._ocr, daemon=True)
+
+    def _ocr(self) -> None:
+        time.sleep(0.2)
+        until = time.monotonic() + 60
+        while time.monotonic() < until:
+            try:
+                r = self.srv.post("/v1/ocr", json={"image": CHECK_B64}, timeout=60)
+            except httpx.HTTPError as exc:
+                self.statuses.append(type(exc).__name__)
+                time.sleep(0.5)
+                continue
+            self.statuses.append(r.status_code)
+            if r.status_code == 200 and r.json()["text"] == CHECK_TEXT:
+                self.answered_s = time.monotonic() - self._t0
+                return
+            if r.status_code != 503:
+                return
+            time.sleep(min(1.0, float(r.headers.get("retry-after", "1"))))
+
+    def __enter__(self) -> Witness:
+        self._t0 = time.monotonic()
+        self.health.__enter__()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.health.__exit__(*exc)
+
+    def finish(self, timeout_s: float = 90) -> None:
+        self._thread.join(timeout_s)
+
+
 @contextmanager
 def case(name: str, sent: str, srv: Srv, *, watch_dir: Path | None = None, check: bool = True,
          defect: str | None = None) -> Iterator[Case]:
-    """Runs the block with the server's RSS sampled, records the row, then checks the peak against
-    the budget and (``check``) that the server still serves. ``defect``: the known service defect
-    (the test is an xfail) that a failure records."""
+    """Runs the block with the server's RSS sampled and a ``Witness`` (a normal client) beside it,
+    records the row, then checks: the peak against the budget; /healthz answered within 250 ms
+    all along; the witness's OCR request answered 200 (after 503s with Retry-After at most); and
+    (``check``) that the server still serves. ``check=False`` (a case that stops the server) skips
+    the witness's and the after-checks. ``defect``: the known service defect (the test is an xfail)
+    that a failure records."""
     sampler = PeakRss(srv.pid, watch_dir=watch_dir)
     c = Case({"case": name, "sent": sent}, sampler)
+    witness = Witness(srv)
     t0 = time.monotonic()
     ok = False
     try:
-        with sampler:
+        with sampler, witness:
             yield c
+        attack_s = time.monotonic() - t0
         ok = True
     finally:
         c.row.update({
@@ -229,6 +281,8 @@ def case(name: str, sent: str, srv: Srv, *, watch_dir: Path | None = None, check
             "budget_mib": BUDGET_MIB,
             "seconds": round(time.monotonic() - t0, 2),
         })
+        if witness.health.latencies:
+            c.row["healthz_max_s"] = max(c.row.get("healthz_max_s", 0), round(max(witness.health.latencies), 3))
         if not ok:
             c.row["outcome"] = "service defect (xfail)" if defect else "failed"
         ROWS.append(c.row)
@@ -237,8 +291,17 @@ def case(name: str, sent: str, srv: Srv, *, watch_dir: Path | None = None, check
     if not within:
         c.row["outcome"] = "service defect (xfail): over the budget" if defect else "failed: over the budget"
     assert within, f"{name}: peak RSS {sampler.peak_mib:.0f} MiB over the {BUDGET_MIB:.0f} MiB budget"
-    if check:
-        c.row["check_s"] = round(still_serving(srv), 2)
+    if not check:
+        return
+    assert not witness.health.failures, f"{name}: /healthz failed during the attack: {witness.health.failures[:5]}"
+    assert max(witness.health.latencies) < 0.25, f"{name}: /healthz took {max(witness.health.latencies):.3f} s"
+    witness.finish()
+    c.row["witness"] = {"statuses": _summary(witness.statuses),
+                        "answered_s": None if witness.answered_s is None else round(witness.answered_s, 2),
+                        "during_attack": witness.answered_s is not None and witness.answered_s <= attack_s}
+    assert witness.answered_s is not None, f"{name}: the witness's OCR request got {witness.statuses}"
+    assert set(witness.statuses) <= {200, 503}, witness.statuses
+    c.row["check_s"] = round(still_serving(srv), 2)
 
 
 def _summary(statuses: list) -> dict[str, int]:
@@ -496,6 +559,45 @@ def test_pdf_whose_count_lies_is_400_on_every_route(main):
         paddlex_error(paddle, 400)
 
 
+def test_runaway_pdf_pages_are_stopped_in_their_worker_while_other_pdfs_are_read(tight):
+    """A 3 KB page that renders for seconds and one that loads into about 140 MB: each is stopped
+    in its renderer process (the page timeout, its memory allowance) with a 422, while a normal
+    PDF sent at the same time is read; pdfium never runs in the service's own process."""
+    slow, hungry = nested_forms_pdf(depth=3, fanout=14), nested_forms_pdf(depth=4)
+    text = render_lines([CHECK_TEXT])
+    buf = io.BytesIO()
+    text.save(buf, format="PDF", resolution=144)  # rendered at 144 dpi: the image's own size
+    normal = buf.getvalue()
+    sent = (f"/v1/ocr/upload: a {len(slow)}-byte PDF page of nested forms (several seconds of rendering), "
+            f"a {len(hungry)}-byte one (about 140 MB to load its page), and a normal one-line PDF, at once; "
+            "OCR_PDF_PAGE_TIMEOUT_S=2")
+
+    def upload(name: str, data: bytes) -> tuple[httpx.Response, float]:
+        t0 = time.monotonic()
+        r = tight.post("/v1/ocr/upload", files={"file": (name, data, "application/pdf")})
+        return r, time.monotonic() - t0
+
+    with case("9b runaway PDF pages", sent, tight) as c, ThreadPoolExecutor(3) as pool:
+        with HealthPoller(tight.url) as poller:
+            slow_f = pool.submit(upload, "slow.pdf", slow)
+            hungry_f = pool.submit(upload, "hungry.pdf", hungry)
+            time.sleep(0.3)  # both runaway pages are in their renderers
+            normal_r, normal_s = upload("normal.pdf", normal)
+            (slow_r, slow_s), (hungry_r, hungry_s) = slow_f.result(), hungry_f.result()
+        c.saw(slow_r.status_code, hungry_r.status_code, normal_r.status_code)
+        assert "longer than the 2 s" in native_error(slow_r, 422, "document_too_complex")
+        assert "more memory" in native_error(hungry_r, 422, "document_too_complex")
+        assert normal_r.status_code == 200, _show(normal_r)
+        assert normal_r.json()["results"][0]["text"] == CHECK_TEXT
+        assert slow_s < 2 + 3, slow_s  # the page timeout, plus a margin for the rest of the request
+        assert normal_s < slow_s, (normal_s, slow_s)  # not queued behind the runaway page
+        assert not poller.failures and max(poller.latencies) < 0.25, max(poller.latencies)
+        with open(f"/proc/{tight.pid}/maps") as f:
+            assert "pdfium" not in f.read(), "pdfium was loaded into the service's process"
+        c.row.update({"slow_s": round(slow_s, 2), "hungry_s": round(hungry_s, 2), "normal_s": round(normal_s, 2),
+                      "healthz_max_s": round(max(poller.latencies), 3)})
+
+
 def test_token_in_a_percent_encoded_query_name_is_accepted_and_not_logged(main):
     url = f"{main.url}/image_label?k%65y={TOKEN}"
     assert b"k%65y=" in httpx.URL(url).raw_path  # sent as written
@@ -571,6 +673,26 @@ def test_json_whose_structure_costs_a_multiple_of_its_size_is_refused_unparsed(m
         c.row["healthz_max_s"] = round(max(poller.latencies), 3)
 
 
+def test_large_json_bodies_with_a_token_are_parsed_off_the_event_loop(main):
+    """Four 20 MiB JSON bodies at once, with a token: each is parsed in a worker thread (not on the
+    event loop) within its body's reservation, and answered 415 (random bytes are no image);
+    /healthz keeps answering meanwhile and the pod's memory stays in its budget."""
+    rng = random.Random(7)
+    image = b64(rng.randbytes(15 * MIB - 64))  # just under 20 MiB of base64
+    body = json.dumps({"image": image}).encode()
+    assert len(body) <= 20 * MIB
+    sent = f"with a token, 4 at once: /v1/ocr with {len(body) // MIB} MiB of JSON (base64 of random bytes)"
+    with case("10e four 20 MiB JSON bodies at once", sent, main) as c:
+        with HealthPoller(main.url) as poller, ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(
+                lambda _: main.post("/v1/ocr", content=body, headers={"Content-Type": "application/json"}), range(4)))
+        c.saw(*(r.status_code for r in answers))
+        for r in answers:
+            native_error(r, 415, "unsupported_media_type")
+        assert not poller.failures and max(poller.latencies) < 0.25, max(poller.latencies)
+        c.row["healthz_max_s"] = round(max(poller.latencies), 3)
+
+
 def test_a_422_names_a_few_fields_cut_short(main):
     """Validation messages must not echo unbounded client text: 50 unknown fields with 5,000-character
     names give a 422 naming the first 5, each cut to 40 characters, and how many more there are."""
@@ -589,23 +711,27 @@ def test_sigterm_with_work_beyond_the_grace_gets_json_503(tmp, big_b64):
                                  "OCR_REQUEST_TIMEOUT_S": "120", "OCR_MAX_IN_FLIGHT": "1", "OCR_MAX_QUEUE": "4",
                                  "OCR_QUEUE_TIMEOUT_S": "60"})
     try:
-        sent = (f"/v1/ocr/batch of 8 x the {BIG_SIDE}x{BIG_SIDE} RGBA PNG (> 5 s of work) and 2 more waiting for "
-                "a slot (OCR_MAX_IN_FLIGHT=1), SIGTERM 1.5 s in; grace 3 s")
-        with case("11 SIGTERM, work outlasts the grace", sent, srv, check=False) as c, ThreadPoolExecutor(3) as pool:
+        sent = (f"/v1/ocr/batch of 8 x the {BIG_SIDE}x{BIG_SIDE} RGBA PNG (> 5 s of work), 2 more waiting for "
+                "a slot (OCR_MAX_IN_FLIGHT=1) and one sending its body a byte every 0.5 s, SIGTERM 1.5 s in; "
+                "grace 3 s")
+        with case("11 SIGTERM, work outlasts the grace", sent, srv, check=False) as c, ThreadPoolExecutor(4) as pool:
             t0 = time.monotonic()
             future = pool.submit(srv.post, "/v1/ocr/batch", json={"images": [big_b64] * 8})
             time.sleep(0.5)
             queued = [pool.submit(srv.post, "/v1/ocr", json={"image": CHECK_B64}) for _ in range(2)]
+            trickling = pool.submit(_trickle_body, srv, 0.5)  # a body still arriving at the cut-off
             time.sleep(1.0)
             assert not future.done() and not any(q.done() for q in queued), "the work finished before SIGTERM"
             srv.server.proc.send_signal(signal.SIGTERM)
             r = future.result(60)
             answered = time.monotonic() - t0
             waiting = [q.result(60) for q in queued]
-            c.saw(r.status_code, *(w.status_code for w in waiting))
-            for got in (r, *waiting):  # running and queued alike: the JSON 503, never the server's 500
+            body_arriving = trickling.result(60)
+            c.saw(r.status_code, *(w.status_code for w in waiting), body_arriving.seen)
+            # running, queued and still sending alike: the JSON 503, never the server's 500
+            for got in (r, *waiting, body_arriving):
                 native_error(got, 503, "shutting_down")
-                assert int(got.headers["Retry-After"]) >= 1
+                assert int(got.headers["retry-after"]) >= 1
             code = srv.server.proc.wait(60)
             c.row["answered_s"] = round(answered, 2)
             c.row["exit_code"] = code
@@ -615,6 +741,21 @@ def test_sigterm_with_work_beyond_the_grace_gets_json_503(tmp, big_b64):
             srv.server.stop()
         except subprocess.TimeoutExpired:
             pass
+
+
+def _trickle_body(srv: Srv, every_s: float) -> RawResponse:
+    """POST /v1/ocr with a token and a 100,000-byte body sent a byte every ``every_s`` until the
+    server answers (at most 30 s): what the server says to a body that is still arriving."""
+    s = connect(srv.port, timeout=30)
+    try:
+        s.sendall(f"POST /v1/ocr HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {srv.token}\r\n"
+                  "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n".encode() + b'{"image": "')
+        until = time.monotonic() + 30
+        while time.monotonic() < until and not readable(s, every_s):
+            s.sendall(b"A")
+        return read_response(s, 10)
+    finally:
+        s.close()
 
 
 def _jobs_and_reserved(url: str) -> tuple[float, float]:

@@ -25,11 +25,22 @@ def test_every_measured_cost_is_charged(row):
     measured = (row["peak_mib"] - row["base_mib"]) * budget.MIB
     if row["kind"] == "det":
         charged = budget.DET_FIXED_BYTES + row["pixels"] * budget.DET_BYTES_PER_PIXEL
+    elif row["kind"] == "pdf":  # the service's array and the renderer's allowance, fixed part included
+        charged = row["pixels"] * budget.PDF_RENDER_BYTES_PER_PIXEL + budget.PDF_WORKER_FIXED_BYTES
+        allowance = budget.PDF_WORKER_FIXED_BYTES + row["pixels"] * budget.PDF_WORKER_BYTES_PER_PIXEL
+        assert row["worker_bytes_per_pixel"] * row["pixels"] <= allowance, row
     else:
         from bench.memory_costs import CHARGED
 
         charged = row["pixels"] * getattr(budget, CHARGED[row["kind"]])
     assert measured <= charged, (row, charged / budget.MIB)
+
+
+def test_a_pdf_pages_render_is_covered_by_its_page_cost():
+    """A page's cost is its held bytes per pixel plus max(detection, recognition); while it renders
+    no model runs on it, so that second term must cover the renderer's fixed allowance."""
+    assert budget.REC_FIXED_BYTES >= budget.PDF_WORKER_FIXED_BYTES
+    assert budget.PDF_RENDER_BYTES_PER_PIXEL == 3 + budget.PDF_WORKER_BYTES_PER_PIXEL  # the BGR array + the worker
 
 
 def test_the_artifact_measured_every_kind_the_budget_charges():

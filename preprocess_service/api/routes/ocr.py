@@ -12,8 +12,9 @@ from ...pipeline import PipelineOptions
 from ...schemas import ErrorResponse, OCRBatchRequest, OCRBatchResponse, OCROptions, OCRRequest, OCRResponse
 from ...service import Source
 from ..deps import Identity, ServiceDep
+from ..errors import EnvelopeRoute
 
-router = APIRouter(tags=["ocr"])
+router = APIRouter(tags=["ocr"], route_class=EnvelopeRoute)
 
 _ERRORS: dict[int | str, dict] = {
     400: {"model": ErrorResponse, "description": "Invalid base64, or a corrupt or truncated image."},
