@@ -3,7 +3,11 @@
 #   docker build -t ocr-service .                                      (or: make image)
 #   docker build --build-arg VARIANT=gpu -t ocr-service:0.1.0-gpu .    (or: make image-gpu)
 #   docker build --build-arg BASE_IMAGE=... (any Debian-based image with python3 + venv)
-ARG BASE_IMAGE=python:3.11-slim-bookworm
+# The base is pinned by digest (the tag's multi-platform index on Docker Hub): a build gets exactly
+# this image or fails, never whatever the tag points to that day. `make base-digest` re-resolves
+# the tag on a machine that reaches Docker Hub and writes the new digest here (review it like any
+# dependency update).
+ARG BASE_IMAGE=python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
 # cpu: onnxruntime, every package pinned by constraints.txt. gpu: the same service on
 # onnxruntime-gpu with the CUDA 13.0 / cuDNN 9 runtime libraries from PyPI, exactly
 # requirements-gpu.txt; it asks for CUDA first and refuses a silent CPU fallback

@@ -41,7 +41,7 @@ FASTPADDLE_VENV ?= .venv-fastpaddle
 FASTPADDLE_STAMP := $(FASTPADDLE_VENV)/.deps-stamp
 BENCH_ARGS ?=
 
-.PHONY: gpu-stage help setup serve-setup serve-venv venv models serve-models lint docs docs-check setup-footprint fonts cjk-fonts prometheus browser k8s-tools serve test eval reference rapidocr-venv fastpaddle-venv bench levers triton triton-venv image test-image image-gpu test-image-gpu clean hostile int8
+.PHONY: base-digest gpu-stage help setup serve-setup serve-venv venv models serve-models lint docs docs-check setup-footprint fonts cjk-fonts prometheus browser k8s-tools serve test eval reference rapidocr-venv fastpaddle-venv bench levers triton triton-venv image test-image image-gpu test-image-gpu clean hostile int8
 
 help:
 	@echo "make serve   start the service on $(HOST):$(PORT) (HOST/PORT override), embedded onnxruntime backend"
@@ -52,6 +52,7 @@ help:
 	@echo "make models  fetch and verify the model files into model_repository/"
 	@echo "make triton  a local Triton server on 127.0.0.1:$(TRITON_HTTP_PORT) over model_repository/ (dev and tests)"
 	@echo "make image   build the service image with docker or podman (IMAGE=..., BASE_IMAGE=...)"
+	@echo "make base-digest  re-resolve the Dockerfile's base image tag to its current digest (skopeo, Docker Hub)"
 	@echo "make test-image  build with podman from a local Debian base, run it, check /healthz and an OCR call"
 	@echo "make image-gpu   the GPU variant (onnxruntime-gpu + CUDA/cuDNN from PyPI, requirements-gpu.txt; IMAGE_GPU=...)"
 	@echo "make test-image-gpu  build the GPU variant with podman; without a GPU it must refuse to start, and serve on CPU when allowed"
@@ -197,6 +198,15 @@ gpu-stage: setup fonts
 
 levers: setup fonts
 	$(PY) -m bench.levers $(BENCH_ARGS)
+
+# The Dockerfile's base image, pinned by digest: the tag's current index digest (the sha256 of its raw
+# manifest list), written into the Dockerfile's ARG BASE_IMAGE line.
+BASE_TAG ?= docker.io/library/python:3.11-slim-bookworm
+base-digest:
+	@command -v skopeo >/dev/null || { echo "base-digest needs skopeo"; exit 1; }
+	@d=$$(skopeo inspect --raw docker://$(BASE_TAG) | sha256sum | cut -d' ' -f1) && test -n "$$d" \
+	 && sed -i "s|^ARG BASE_IMAGE=.*|ARG BASE_IMAGE=$(notdir $(BASE_TAG))@sha256:$$d|" Dockerfile \
+	 && grep -n '^ARG BASE_IMAGE=' Dockerfile
 
 IMAGE ?= ocr-service:latest
 image:

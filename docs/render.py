@@ -420,12 +420,20 @@ def hostile_table(a: Artifacts) -> str:
             return ", ".join(f"{code} x{n}" if n > 1 else str(code) for code, n in sorted(s.items())) or "-"
         return ", ".join(str(x) for x in s) or "-"
 
+    def witness(c: dict) -> str:
+        w = c.get("witness")
+        if not w:
+            return "-"
+        return f"{statuses(w['statuses'])} in {w['answered_s']:g} s"
+
     rows = [[c["case"], c.get("sent", ""), statuses(c.get("statuses", {})), f"{c['peak_rss_mib']:.0f}",
-             f"{c.get('budget_mib', h['budget_mib']):.0f}"] for c in h["cases"]]
+             f"{c.get('budget_mib', h['budget_mib']):.0f}",
+             f"{c['healthz_max_s'] * 1000:.0f}" if "healthz_max_s" in c else "-", witness(c)] for c in h["cases"]]
     return (f"Measured {h['date']} on {h['machine']['cores']} cores, no GPU, by `make hostile` "
             f"(`docs/artifacts/hostile.json`); the service's resident set after start-up was "
             f"{h['baseline_rss_mib']:.0f} MiB, its budget {h['budget_mib']:.0f} MiB (75% of the chart's 2 GiB "
-            f"limit).\n\n" + table(["case", "what was sent", "status", "peak RSS MiB", "budget MiB"], rows) + "\n")
+            f"limit).\n\n" + table(["case", "what was sent", "status", "peak RSS MiB", "budget MiB", "/healthz max ms",
+                            "witness OCR"], rows) + "\n")
 
 
 def memory_costs(a: Artifacts) -> str:
