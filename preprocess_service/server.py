@@ -1,12 +1,17 @@
 """The HTTP server's own bounds, on uvicorn with the h11 parser.
 
 What uvicorn offers is used as it is: the h11 parser's cap on a request line plus headers
-(``h11_max_incomplete_event_size``; httptools has none), a ceiling on open connections
-(``limit_concurrency``, beyond it 503), and the idle keep-alive timeout. uvicorn has no header
-read timeout: a client that opens a connection and sends its headers a byte at a time would
-hold the connection (and a slot under the ceiling) for ever. ``HeaderTimeoutH11Protocol`` adds
-one timer to uvicorn's own h11 protocol — parsing stays h11's: a connection with no request in
-progress ``header_timeout_s`` after it opened, or after its previous response, is closed.
+(``h11_max_incomplete_event_size``; httptools has none) and the idle keep-alive timeout. Two
+things are added to uvicorn's own h11 protocol (``BoundedH11Protocol``; parsing stays h11's):
+
+- a header read timeout: a client that opens a connection and sends its headers a byte at a
+  time would hold the connection for ever; a connection with no request in progress
+  ``header_timeout_s`` after it opened, or after its previous response, is closed;
+- the ceiling on open connections (``connection_limit``): a connection beyond it has each of its
+  requests answered 503 ``overloaded`` in the native JSON envelope, with Retry-After, and is
+  closed (uvicorn's own ``limit_concurrency`` answers text/plain and counts the connection
+  being refused against the ceiling, serving one fewer).
+
 Body read timeouts are enforced per request by ``api.ingress``.
 """
 
@@ -17,13 +22,28 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from .errors import Overloaded
 from .settings import Settings, get_settings
 
 
-class HeaderTimeoutH11Protocol(H11Protocol):
+async def _over_the_ceiling(scope, receive, send) -> None:
+    """The answer to every request of a connection beyond the ceiling."""
+    from . import metrics
+    from .api import errors as envelopes
+
+    err = Overloaded("the server holds as many open connections as it takes; retry shortly", retry_after_s=1)
+    metrics.count_refusal(err)
+    response = envelopes.native(err)
+    response.headers["connection"] = "close"
+    await response(scope, receive, send)
+
+
+class BoundedH11Protocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.header_timeout_s = get_settings().header_timeout_s  # read in each worker process
+        settings = get_settings()  # read in each worker process
+        self.header_timeout_s = settings.header_timeout_s
+        self.connection_limit = settings.connection_limit
         self._header_timer: asyncio.TimerHandle | None = None
 
     def _arm_header_timer(self) -> None:
@@ -38,7 +58,9 @@ class HeaderTimeoutH11Protocol(H11Protocol):
             self.transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(transport)  # counted among the server's connections from here
+        if len(self.connections) > self.connection_limit:
+            self.app = _over_the_ceiling
         self._arm_header_timer()
 
     def on_response_complete(self) -> None:
@@ -56,8 +78,7 @@ class HeaderTimeoutH11Protocol(H11Protocol):
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """The server's bounds from the settings (see the module's docstring)."""
     return {
-        "http": HeaderTimeoutH11Protocol,
+        "http": BoundedH11Protocol,
         "h11_max_incomplete_event_size": settings.max_header_bytes,
-        "limit_concurrency": settings.connection_limit,
         "timeout_keep_alive": settings.keep_alive_s,
     }

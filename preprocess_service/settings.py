@@ -368,7 +368,7 @@ class Settings(BaseSettings):
 
     @property
     def connection_limit(self) -> int:
-        """Open connections per worker process (uvicorn's limit_concurrency)."""
+        """Open connections per worker process (server.BoundedH11Protocol's ceiling)."""
         if self.max_connections:
             return max(1, self.max_connections // self.workers)
         return 8 * (self.in_flight_limit + self.queue_limit)

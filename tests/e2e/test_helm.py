@@ -713,7 +713,7 @@ def test_network_policy_selects_the_right_pods():
     assert _selects(policies["rel-ocr-service"]["podSelector"], api_labels)
 
 
-@pytest.mark.parametrize("name", ["everything-on", "network-allow-list"])
+@pytest.mark.parametrize("name", ["everything-on", "network-allow-list", "gpu-cluster"])
 def test_network_policies_let_the_right_peers_in(name):
     """With or without an allow-list: the metrics namespace scrapes the API's port and Triton's
     metrics port (not Triton's inference ports); `helm test`'s pod reaches the API; only the API pods
@@ -738,8 +738,26 @@ def test_network_policies_let_the_right_peers_in(name):
         assert allowed(policies, triton, {"labels": api["labels"], **in_ocr}, triton["ports"]["grpc"])
     assert not allowed(policies, triton, {"labels": test_pod["labels"], **in_ocr}, triton["ports"]["http"])
     assert not allowed(policies, triton, stranger, triton["ports"]["http"])
-    assert allowed(policies, api, stranger, api_port) == (name == "everything-on")
+    assert allowed(policies, api, stranger, api_port) == (name != "network-allow-list")
     assert not allowed(policies, api, web, 9999)
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_every_pod_runs_with_the_runtime_default_seccomp_profile(name):
+    """docs/security.md: every pod of every value set runs under the RuntimeDefault seccomp profile."""
+    for doc in render(VALUE_SETS[name]):
+        spec = _pod_spec(doc)
+        if spec is not None:
+            profile = (spec.get("securityContext") or {}).get("seccompProfile", {}).get("type")
+            assert profile == "RuntimeDefault", (name, doc["kind"], doc["metadata"]["name"], profile)
+
+
+def _pod_spec(doc: dict) -> dict | None:
+    if doc.get("kind") == "Pod":
+        return doc["spec"]
+    if doc.get("kind") in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+        return doc["spec"]["template"]["spec"]
+    return None
 
 
 def test_the_network_policy_check_catches_a_closed_metrics_port():

@@ -233,13 +233,16 @@ class Witness:
                 self.statuses.append(type(exc).__name__)
                 time.sleep(0.5)
                 continue
-            self.statuses.append(r.status_code)
+            retry_after = r.headers.get("retry-after")
+            self.statuses.append(r.status_code if r.status_code != 503 or retry_after else "503 without Retry-After")
             if r.status_code == 200 and r.json()["text"] == CHECK_TEXT:
                 self.answered_s = time.monotonic() - self._t0
                 return
             if r.status_code != 503:
                 return
-            time.sleep(min(1.0, float(r.headers.get("retry-after", "1"))))
+            if retry_after is None:
+                return
+            time.sleep(min(1.0, float(retry_after)))
 
     def __enter__(self) -> Witness:
         self._t0 = time.monotonic()
@@ -535,9 +538,9 @@ def test_huge_header_lines_are_cut_off_while_health_keeps_answering(main):
             time.sleep(0.3)
         c.saw(*(seen for seen, *_ in results))
         for seen, header_sent, stopped in results:
-            assert seen in (400, 431) or isinstance(seen, str) and seen != "no answer", seen
+            assert seen == 400, seen  # h11's limit, answered as uvicorn answers it
             assert stopped < 1.5 and header_sent < 16 * MIB, (stopped, header_sent)
-        assert not poller.failures and poller.latencies and max(poller.latencies) < 1, (poller.failures, poller.latencies)
+        assert not poller.failures and poller.latencies and max(poller.latencies) < 0.25, (poller.failures, poller.latencies)
         c.row["max_header_bytes_sent"] = max(r[1] for r in results)
         c.row["max_cut_off_s"] = round(max(r[2] for r in results), 2)
         c.row["healthz_polls"] = len(poller.latencies)
@@ -701,7 +704,8 @@ def test_a_422_names_a_few_fields_cut_short(main):
         r = main.post("/v1/ocr", json=body)
         c.saw(r.status_code)
         message = native_error(r, 422, "invalid_request")
-        assert len(message) < 600 and "and 45 more" in message and "n" * 41 not in message, message
+        # each name is 2 digits + 5,000 n: cut to 40 characters, it keeps 38 of them
+        assert len(message) < 600 and "and 45 more" in message and "n" * 38 in message and "n" * 39 not in message, message
 
 
 # --- 11-12: shutdown cuts work off; a URL source that trickles -------------------------------------
@@ -735,6 +739,7 @@ def test_sigterm_with_work_beyond_the_grace_gets_json_503(tmp, big_b64):
             code = srv.server.proc.wait(60)
             c.row["answered_s"] = round(answered, 2)
             c.row["exit_code"] = code
+            assert answered < 1.5 + 3.0, answered  # SIGTERM 1.5 s in, answered within the 3 s grace
             assert code == 0
     finally:
         try:
@@ -911,6 +916,35 @@ def test_slowloris_headers_are_closed_after_the_header_timeout(tight):
         c.saw("closed" if closed_after is not None else "open")
         c.row["closed_after_s"] = closed_after and round(closed_after, 2)
         assert closed_after is not None and 1.5 <= closed_after <= 4, closed_after
+
+
+def test_connections_beyond_the_ceiling_get_503_and_idle_keep_alive_is_closed(tmp, repository):
+    """OCR_MAX_CONNECTIONS=3: three idle keep-alive connections are served and hold the ceiling, a
+    fourth client's request is answered 503 ``overloaded`` in JSON at once; OCR_KEEP_ALIVE_S=2: each idle connection is then closed by the
+    server after about 2 s, and the fourth client is served again."""
+    srv = start(tmp, "connections", {"OCR_MAX_CONNECTIONS": "3", "OCR_KEEP_ALIVE_S": "2"})
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    try:
+        idle = []
+        for _ in range(3):
+            s = connect(srv.port)
+            s.sendall(request)
+            assert read_response(s, 5).status == 200
+            idle.append(s)
+        t0 = time.monotonic()
+        over = httpx.get(f"{srv.url}/healthz", timeout=5)
+        native_error(over, 503, "overloaded")
+        assert over.headers["retry-after"] == "1" and over.headers["connection"] == "close"
+        closed = [wait_closed(s, 6) for s in idle]
+        assert all(c is not None for c in closed), closed
+        assert all(1.5 <= time.monotonic() - t0 for _ in closed)  # not before the keep-alive timeout
+        assert max(c for c in closed if c is not None) < 2 + 2, closed  # the timeout, plus a margin
+        again = httpx.get(f"{srv.url}/healthz", timeout=5)
+        assert again.status_code == 200
+    finally:
+        for s in idle:
+            s.close()
+        srv.server.stop()
 
 
 def test_stalled_body_with_a_token_is_408(tight):

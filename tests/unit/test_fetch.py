@@ -105,3 +105,39 @@ def test_private_networks_setting_is_checked():
         "10.0.0.0/8", "fd00::/8"]
     with pytest.raises(ValueError, match="not a network"):
         Settings(api_tokens="x", url_private_networks="10.0.0.0/33")
+
+
+@pytest.mark.parametrize("address", ["169.254.169.254", "fe80::1", "10.1.2.3", "192.168.0.1", "127.0.0.1", "::1",
+                                     "100.64.0.1", "0.0.0.0"])
+def test_a_name_resolving_to_a_non_global_address_is_refused(address):
+    """A named host (not a listed literal) must resolve to global addresses only: link-local
+    (cloud metadata), private, loopback and carrier-grade NAT are refused unless listed."""
+    import ipaddress
+
+    from preprocess_service.fetch import _routable, target
+
+    t = target("http://img.example.com/a.png")
+    assert not _routable(ipaddress.ip_address(address), t, [])
+    net = ipaddress.ip_network(address)
+    assert _routable(ipaddress.ip_address(address), t, [net])  # unless the operator lists its network
+
+
+def test_every_resolved_address_is_checked_not_only_the_first(monkeypatch):
+    """One global and one link-local answer for the same name: refused. The resolver is a STAND-IN
+    (no DNS server here answers a name with chosen addresses); the check is the real one."""
+    import asyncio
+    import socket
+
+    from preprocess_service import fetch as fetch_module
+
+    async def two_answers(host, port, type=0):  # noqa: A002 - getaddrinfo's own parameter name
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port)),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("169.254.169.254", port))]
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        monkeypatch.setattr(loop, "getaddrinfo", two_answers)
+        return await fetch_module.resolve(fetch_module.target("http://img.example.com/a.png"), [])
+
+    with pytest.raises(InvalidRequest, match="link-local"):
+        asyncio.run(run())

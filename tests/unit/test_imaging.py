@@ -148,7 +148,7 @@ def test_unsupported_formats(fmt):
 def test_truncated_images(fmt):
     big = Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8), "RGB")
     data = _encode(big, fmt)
-    with pytest.raises((errors.CorruptImage, errors.UnsupportedImageFormat)):
+    with pytest.raises(errors.CorruptImage):  # 400: starts like the format, cannot be decoded
         decode_image(data[: len(data) // 2], LIMIT)
 
 
