@@ -137,11 +137,19 @@ async def test_backend_outage_is_503_with_retry_after_in_every_envelope(api: Api
     assert paddlex.json()["errorCode"] == 503
 
 
-async def test_unexpected_failure_is_a_json_500_without_details(api: Api, backend):
+async def test_unexpected_failure_is_a_json_500_without_details(api: Api, backend, caplog):
+    """The client gets a JSON 500 without details; the log gets the traceback, and nothing the
+    client sent (its image)."""
     backend.fail_with = RuntimeError("secret internals /etc/passwd")
-    r = await api.http.post("/v1/ocr", json={"image": b64(bars_png())})
+    image = b64(bars_png())
+    with caplog.at_level("ERROR"):
+        r = await api.http.post("/v1/ocr", json={"image": image})
     assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
     assert "passwd" not in r.text
+    logged = "\n".join(rec.getMessage() + "\n" + (caplog.handler.format(rec) if rec.exc_info else "")
+                       for rec in caplog.records)
+    assert "Traceback" in logged and "RuntimeError" in logged, logged[:2000]
+    assert image[:64] not in logged
     r = await api.http.post("/ocr", json={"file": b64(bars_png())})
     assert r.status_code == 500 and r.json()["errorCode"] == 500 and "passwd" not in r.text
 

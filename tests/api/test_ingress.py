@@ -85,6 +85,13 @@ async def test_bodies_are_paid_for_from_the_memory_budget(make_app):
         big = await api.http.post("/v1/ocr", json={"image": "A" * 600_000})
         assert big.status_code == 503 and big.json()["error"]["code"] == "overloaded" and big.headers["retry-after"]
         assert budget.in_use == 0  # every reservation was given back
+        # the charge is exactly three times the declared length: one byte over the room is refused
+        room = budget.capacity - budget.in_use
+        for length, status in ((room // 3 - 20, 200), (room // 3 + 1, 503)):
+            body = b'{"image": "' + b"A" * (length - 13) + b'"}'
+            assert len(body) == length
+            r = await api.http.post("/v1/ocr", content=body, headers={"Content-Type": "application/json"})
+            assert (r.status_code == 503) == (status == 503), (length, r.status_code, r.text[:200])
 
 
 async def test_a_page_over_the_whole_budget_is_413_with_its_cost(make_app):
@@ -128,3 +135,25 @@ async def test_json_bodies_are_parsed_off_the_event_loop(make_app, monkeypatch):
         legacy = await http.post(f"/image_label?key={TOKEN}", json={"base64string": image}, headers=NO_TOKEN)
     assert native.status_code == paddlex.status_code == legacy.status_code == 200, (native.text, paddlex.text)
     assert len(threads) == 3 and loop_thread not in threads, (threads, loop_thread)
+
+
+@pytest.mark.parametrize(("over_mib", "trimmed"), [(1, True), (0, False), (100_000, False)])
+async def test_memory_is_handed_back_after_a_request_over_the_trim_threshold(make_app, monkeypatch, over_mib, trimmed):
+    """OCR_MALLOC_TRIM_OVER_MIB: after a request that reserved more than it, freed memory is handed
+    back (memory.trim, glibc's malloc_trim, really called); 0 turns it off; under it, no trim."""
+    from preprocess_service import memory
+
+    calls = []
+    real = memory.trim
+
+    def counting():
+        calls.append(1)
+        return real()
+
+    monkeypatch.setattr(memory, "trim", counting)
+    app = make_app(malloc_trim_over_mib=over_mib)
+    async with app.router.lifespan_context(app):
+        r = await Api(app).http.post("/v1/ocr", json={"image": b64(bars_png())})
+    assert r.status_code == 200, r.text
+    assert bool(calls) == trimmed, calls
+    assert real() is True  # glibc: malloc_trim is there and runs

@@ -14,7 +14,8 @@ import pytest
 
 
 def _exchange(url: str, head: bytes, body: bytes = b"", timeout: float = 10.0) -> tuple[int, dict, float]:
-    """Send ``head`` (and ``body``), read the answer; (status, JSON body, seconds to the answer)."""
+    """Send ``head`` (and ``body``), read the answer; (status, JSON body, seconds to the answer).
+    The answer's headers are in the JSON body's ``_headers`` (lower-case names)."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=timeout) as s:
         t0 = time.monotonic()
@@ -35,7 +36,9 @@ def _exchange(url: str, head: bytes, body: bytes = b"", timeout: float = 10.0) -
                 break
             rest += chunk
     status = int(head_part.split(b" ")[1])
-    return status, json.loads(rest[:length] or b"{}"), elapsed
+    headers = {k.strip().lower().decode(): v.strip().decode() for k, _, v in
+               (line.partition(b":") for line in head_part.split(b"\r\n")[1:])}
+    return status, {**json.loads(rest[:length] or b"{}"), "_headers": headers}, elapsed
 
 
 def _post_head(path: str, length: int, extra: bytes = b"") -> bytes:
@@ -97,6 +100,7 @@ def test_the_rate_limit_answers_from_the_headers_before_the_body(tmp_path):
         assert first == 422, body  # within the rate: the body is read (and found wanting)
         got, body, elapsed = _exchange(srv.url, _post_head("/v1/ocr", 20 * 2**20, auth))
         assert got == 429 and body["error"]["code"] == "rate_limited", body
+        assert int(body["_headers"]["retry-after"]) >= 1, body["_headers"]
         assert elapsed < 5 and _reserved(srv) == 0
         other, _, _ = _exchange(srv.url, _post_head("/v1/ocr", 20 * 2**20, b"Authorization: Bearer wrong-token-0123456789\r\n"))
         assert other == 401  # a wrong token is not charged to anyone's rate

@@ -56,3 +56,13 @@ def test_make_serve_environment_holds_runtime_dependencies_only():
     installed = {line.split("==")[0].split(" @ ")[0].lower() for line in freeze.splitlines()}
     assert {"fastapi", "onnxruntime", "tritonclient"} <= installed
     assert not installed & {"paddlepaddle", "paddle2onnx", "pytest", "selenium", "schemathesis", "matplotlib", "ruff"}
+
+
+def test_make_serves_default_token_file_is_ignored_by_git():
+    """The token `make serve` generates (TOKEN_FILE, default .secrets/api-tokens) can never be
+    committed by accident: git ignores its default path."""
+    import re
+
+    default = re.search(r"^TOKEN_FILE \?= (\S+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
+    r = subprocess.run(["git", "check-ignore", "--no-index", "-q", default], cwd=ROOT)
+    assert r.returncode == 0, f"{default} is not ignored by git"

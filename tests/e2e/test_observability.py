@@ -89,6 +89,11 @@ def test_json_logs_with_request_id_and_no_secrets(server, client, eval_dir):
     access = [r for r in records if r.get("logger") == "preprocess_service.access"]
     mine = [r for r in access if r.get("request_id") == "trace-42"]
     assert mine and mine[0]["status"] == 200 and mine[0]["route"] == "/v1/ocr" and mine[0]["duration_ms"] > 0
+    # docs/security.md, "What is logged": time, level, logger, message, request id; method, path,
+    # route, status, duration and client address on the access line
+    assert {"time", "level", "logger", "message", "request_id", "method", "path", "route", "status", "duration_ms",
+            "client"} <= set(mine[0]), sorted(mine[0])
+    assert mine[0]["method"] == "POST" and mine[0]["path"] == "/v1/ocr" and mine[0]["client"].startswith("127.0.0.1")
     text = server.log.read_text()
     assert server.token not in text and "key=[REDACTED]" in text
     assert b64((eval_dir / "tjs_simple.png").read_bytes())[:40] not in text  # no image data

@@ -67,10 +67,23 @@ def test_beyond_in_flight_and_queue_bounds_503_at_once(tmp_path, page):
 
 
 def test_queue_wait_is_bounded(tmp_path, page):
+    """A request waiting for a slot gets its 503 ``overloaded`` after OCR_QUEUE_TIMEOUT_S, not when
+    the slot frees: the refused ones answer well before the served ones, within the timeout plus a
+    margin for the request's own reading and the loaded machine."""
     with _server(tmp_path, OCR_MAX_IN_FLIGHT=1, OCR_MAX_QUEUE=10, OCR_QUEUE_TIMEOUT_S=0.2) as srv:
+        def call(_):
+            t = time.monotonic()
+            r = _post(srv.url, page)
+            return r, time.monotonic() - t
+
         with ThreadPoolExecutor(4) as pool:
-            codes = [r.status_code for r in pool.map(lambda _: _post(srv.url, page), range(4))]
+            results = list(pool.map(call, range(4)))
+    codes = [r.status_code for r, _ in results]
     assert 200 in codes and 503 in codes
+    for r, dt in results:
+        if r.status_code == 503:
+            assert r.json()["error"]["code"] == "overloaded" and int(r.headers["Retry-After"]) >= 1
+            assert dt < 0.2 + 1.5, dt
 
 
 def test_deadline_gives_503_and_the_slot_comes_back(tmp_path, page, small):

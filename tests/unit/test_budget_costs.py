@@ -95,3 +95,50 @@ def test_only_the_accepted_formats_plugins_parse_a_file(monkeypatch):
     assert called == []
     png = _png(np.zeros((8, 8, 3), np.uint8))
     assert imaging.decode_image(png, 10**6).shape == (8, 8, 3)
+
+
+def test_the_workspace_is_the_fraction_of_the_limit_less_what_the_process_holds():
+    """docs/security.md: requests may reserve fraction x limit (per server process) less what the
+    warmed-up process holds; too little to serve is a start-up error naming the setting."""
+    from preprocess_service.settings import Settings
+
+    s = Settings(api_tokens="unit-test-token-0123456789", memory_limit_mib=2048)  # type: ignore[arg-type]
+    held = 300 * budget.MIB
+    assert budget.workspace_bytes(s, held) == int(2048 * budget.MIB * s.memory_budget_fraction) - held
+    two = Settings(api_tokens="unit-test-token-0123456789", memory_limit_mib=2048, workers=2)  # type: ignore[arg-type]
+    assert budget.workspace_bytes(two, held) == int(2048 * budget.MIB * two.memory_budget_fraction / 2) - held
+    small = Settings(api_tokens="unit-test-token-0123456789", memory_limit_mib=512)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="OCR_MEMORY_LIMIT_MIB"):
+        budget.workspace_bytes(small, held)
+
+
+def test_the_limit_comes_from_the_cgroup_when_the_setting_is_not_given(monkeypatch, tmp_path):
+    """OCR_MEMORY_LIMIT_MIB unset: the cgroup v2 memory.max, then v1's limit_in_bytes (its "no
+    limit" value ignored), then 2048. The cgroup files are written to a temporary folder here: the
+    reader is pointed at them (a STAND-IN for /sys/fs/cgroup, which a test cannot set)."""
+    from pathlib import Path
+
+    from preprocess_service import settings as settings_module
+
+    files = {"/sys/fs/cgroup/memory.max": tmp_path / "memory.max",
+             "/sys/fs/cgroup/memory/memory.limit_in_bytes": tmp_path / "limit_in_bytes"}
+    real = Path.read_text
+
+    def read_text(self, *a, **kw):
+        stand_in = files.get(str(self))
+        if stand_in is not None:
+            return real(stand_in, *a, **kw)
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    files["/sys/fs/cgroup/memory.max"].write_text("1073741824\n")
+    assert settings_module.cgroup_memory_limit_mib() == 1024
+    files["/sys/fs/cgroup/memory.max"].write_text("max\n")
+    files["/sys/fs/cgroup/memory/memory.limit_in_bytes"].write_text(str(3 * 2**30))
+    assert settings_module.cgroup_memory_limit_mib() == 3072
+    files["/sys/fs/cgroup/memory/memory.limit_in_bytes"].write_text(str(2**63 - 4096))  # v1's "no limit"
+    assert settings_module.cgroup_memory_limit_mib() is None
+    s = settings_module.Settings(api_tokens="unit-test-token-0123456789")  # type: ignore[arg-type]
+    assert s.memory_limit_bytes == 2048 * 2**20
+    files["/sys/fs/cgroup/memory.max"].write_text(str(2**30))
+    assert s.memory_limit_bytes == 1024 * 2**20

@@ -122,7 +122,9 @@ def test_every_encoding_starlette_accepts_as_key_is_redacted():
 
 def test_sensitive_names():
     for name in ("key", "KEY", "Key ", " key", "key\x00", "ke\u200by", "ｋｅｙ", "api_key", "x-api-key", "access_token",
-                 "client_secret", "Authorization", "key[]", "password"):
+                 "client_secret", "Authorization", "key[]", "password",
+                 # every name docs/security.md lists, bare
+                 "token", "apikey", "auth", "secret"):
         assert is_sensitive_name(name), name
     for name in ("monkey", "keyboard", "page", "tokens_used", "", "=", "auth_mode"):
         assert not is_sensitive_name(name), name
