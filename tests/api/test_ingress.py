@@ -157,3 +157,29 @@ async def test_memory_is_handed_back_after_a_request_over_the_trim_threshold(mak
     assert r.status_code == 200, r.text
     assert bool(calls) == trimmed, calls
     assert real() is True  # glibc: malloc_trim is there and runs
+
+
+async def test_the_json_structure_caps_hold_at_their_edge(make_app):
+    """docs/security.md: at most 1,000 objects and arrays and 1,000 keys per JSON body; one more is
+    413 before parsing, at the cap the body is parsed and validated as usual."""
+    from preprocess_service.api.ingress import MAX_JSON_CONTAINERS, MAX_JSON_KEYS
+
+    app = make_app()
+    async with app.router.lifespan_context(app):
+        http = Api(app).http
+
+        def body(containers: int, keys: int) -> bytes:
+            # {"image": "...", "x": [ {} x (containers - 2) ]} plus (keys - 2) keys in an object
+            inner = ",".join(["{}"] * (containers - 3))
+            extra = ",".join(f'"k{i}": 0' for i in range(keys - 3))
+            return ('{"image": "aGk=", "x": [' + inner + '], "y": {' + extra + '}}').encode()
+
+        at_cap = await http.post("/v1/ocr", content=body(MAX_JSON_CONTAINERS, MAX_JSON_KEYS),
+                                 headers={"Content-Type": "application/json"})
+        over = await http.post("/v1/ocr", content=body(MAX_JSON_CONTAINERS + 1, MAX_JSON_KEYS),
+                               headers={"Content-Type": "application/json"})
+        over_keys = await http.post("/v1/ocr", content=body(MAX_JSON_CONTAINERS, MAX_JSON_KEYS + 1),
+                                    headers={"Content-Type": "application/json"})
+    assert at_cap.status_code == 422 and at_cap.json()["error"]["code"] == "invalid_request", at_cap.text[:300]
+    for r in (over, over_keys):
+        assert r.status_code == 413 and "objects and arrays" in r.json()["error"]["message"], r.text[:300]
