@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.dataset import load
+from bench.provenance import provenance
 from bench.run import bench_http, command_line, machine, start_ours
 from evaluation import EVAL_DIR
 from preprocess_service.model_sets import DEFAULT_MODEL_SET
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(runs, levels)
     doc = {"command": command_line("bench.batcher", argv), "date": datetime.now(UTC).isoformat(timespec="seconds"),
            "machine": machine(), "images": len(items), "levels": list(levels), "repeats": args.repeats,
-           "model_set": DEFAULT_MODEL_SET, "delay_us": args.delay_us, "baseline": BASELINE,
+           **provenance(DEFAULT_MODEL_SET), "delay_us": args.delay_us, "baseline": BASELINE,
            "variants": {name: {"settings": chosen[name], "runs": runs[name], "cer": cer[name],
                                "median": summary[name]} for name in chosen}}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     cases = [(kind, 416, 320) for kind in CHARGED] if args.quick else CASES
+    from bench.provenance import provenance
     from preprocess_service.model_sets import DEFAULT_MODEL_SET, MODEL_SETS
 
     det_model = MODEL_SETS[DEFAULT_MODEL_SET].det
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {"measured_by": "python -m bench.memory_costs", "date": datetime.now(UTC).strftime("%Y-%m-%d"),
               "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "gpu": False},
-              "model_set": DEFAULT_MODEL_SET, "det_model": det_model,
+              **provenance(DEFAULT_MODEL_SET), "det_model": det_model,
               "rows": rows, **({"quick": True} if args.quick else {}),
               "constants": {**{name: getattr(budget, name) for name in sorted(set(CHARGED.values()))},
                             "PDF_WORKER_BYTES_PER_PIXEL": budget.PDF_WORKER_BYTES_PER_PIXEL,

@@ -21,6 +21,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from preprocess_service.model_sets import DEFAULT_MODEL_SET
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "artifacts" / "setup-footprint.json"
 
@@ -55,6 +57,8 @@ def measure() -> dict:
             "measured_by": "make setup-footprint",
             "date": datetime.now(UTC).strftime("%Y-%m-%d"),
             "commit": commit,
+            "model_set": DEFAULT_MODEL_SET,  # what make serve-setup fetches and builds
+            "settings": {},
             "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "gpu": False},
             "seconds": round(seconds, 1),
             "disk_mib": {

@@ -42,6 +42,7 @@ import cv2
 import numpy as np
 
 from bench.dataset import load
+from bench.provenance import provenance
 from bench.proxy import ServiceProxy
 from bench.run import command_line, machine
 from evaluation import EVAL_DIR
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             for t in tritons.values():
                 t.stop()
     doc = {"command": command_line("bench.triton_balance", argv), "date": datetime.now(UTC).isoformat(timespec="seconds"),
-           "machine": machine(), "model_set": DEFAULT_MODEL_SET, "pages": len(pages), "concurrency": args.concurrency,
+           "machine": machine(), **provenance(DEFAULT_MODEL_SET), "pages": len(pages), "concurrency": args.concurrency,
            "phase_s": args.phase_s, "modes": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")

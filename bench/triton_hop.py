@@ -27,7 +27,6 @@ import os
 import platform
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ import httpx
 import psutil
 import yaml
 
+from bench.provenance import provenance
 from bench.proxy import CountingProxy
 from evaluation import EVAL_DIR
 from evaluation.scoring import load_items
@@ -108,10 +108,6 @@ def measure(variant: str, repository: Path, work: Path, images: list[tuple[str, 
             "wall_s": wall, "texts": texts}
 
 
-def _commit() -> str:
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=OUT)
@@ -132,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
               "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "gpu": False},
               "images": len(images), "model_sets": {"float32": FLOAT_SET, "uint8": FLOAT_SET,
                                                     "default": DEFAULT_MODEL_SET},
-              "commit": _commit(), "variants": variants, "uint8_over_float32_bytes": ratio, "same_text": same}
+              **provenance(DEFAULT_MODEL_SET), "variants": variants, "uint8_over_float32_bytes": ratio, "same_text": same}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     for name, v in variants.items():

@@ -24,6 +24,8 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.provenance import provenance  # noqa: E402
 
 OUT = ROOT / "docs" / "artifacts" / "api-example.json"
 V1_IMAGE = "tjs_cosmic_alpha.png"
@@ -67,6 +69,7 @@ def main() -> int:
         "written_by": ".venv/bin/python docs/api_example.py",
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "machine": f"{os.cpu_count()} cores, {'GPU' if gpu else 'no GPU'}, Python {platform.python_version()}",
+        **provenance(),  # default settings: the model set is the service's default
         "image": V1_IMAGE,
         "paddlex_image": PADDLEX_IMAGE,
         "v1_ocr": v1.json(),

@@ -656,6 +656,39 @@ def prose(text: str) -> str:
     return re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
 
 
+# Artifacts that describe the product as it ships: each records the commit and the model set it
+# was measured with (bench/provenance.py), and that set must be the service's default.
+DEFAULT_SET_ARTIFACTS = ("api-example.json", "hostile.json", "memory-costs.json", "triton-hop.json",
+                         "setup-footprint.json", "triton-balance.json", "batcher.json")
+
+
+def default_model_set(root: Path) -> str:
+    text = (root / "preprocess_service" / "model_sets.py").read_text(encoding="utf-8")
+    m = re.search(r'^DEFAULT_MODEL_SET = "([\w.-]+)"', text, re.M)
+    if not m:
+        raise ValueError("preprocess_service/model_sets.py names no DEFAULT_MODEL_SET")
+    return m.group(1)
+
+
+def provenance_problems(root: Path) -> list[str]:
+    """An artifact of DEFAULT_SET_ARTIFACTS that lacks its commit or model set, or was measured with
+    another model set than the default the docs describe; any other artifact that records one
+    string model set must record the default too."""
+    default = default_model_set(root)
+    problems = []
+    for path in sorted((root / ARTIFACTS).glob("*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        model_set = doc.get("model_set") if isinstance(doc, dict) else None
+        if path.name in DEFAULT_SET_ARTIFACTS:
+            for key in ("commit", "model_set"):
+                if not (isinstance(doc, dict) and doc.get(key)):
+                    problems.append(f"docs/artifacts/{path.name}: records no {key} (re-measure: {WRITTEN_BY[path.name]})")
+        if isinstance(model_set, str) and model_set != default:
+            problems.append(f"docs/artifacts/{path.name}: measured with model set {model_set}, the docs describe the "
+                            f"default {default} (re-measure: {WRITTEN_BY.get(path.name, '?')})")
+    return problems
+
+
 def check(root: Path = ROOT) -> list[str]:
     problems = []
     artifacts = Artifacts(root)
@@ -663,6 +696,7 @@ def check(root: Path = ROOT) -> list[str]:
     for path in sorted((root / ARTIFACTS).iterdir()):
         if path.name not in WRITTEN_BY:
             problems.append(f"docs/artifacts/{path.name}: no command writes it (docs/render.py WRITTEN_BY)")
+    problems += provenance_problems(root)
     for doc in docs(root):
         rel = doc.relative_to(root)
         text = doc.read_text(encoding="utf-8")

@@ -63,7 +63,7 @@ class Admission:
         self._cut_off = asyncio.Event()  # set when a draining server can wait no longer
         self._rates = TokenBuckets(rate_per_minute, rate_burst or max(1, rate_per_minute // 6)) if rate_per_minute else None
         # bytes: sized once the models are loaded (OCRService.create); until then nothing is admitted
-        self.memory = MemoryBudget(0)
+        self.budget = MemoryBudget(0)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Admission:

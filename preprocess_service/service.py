@@ -81,7 +81,7 @@ class OCRService:
         pipeline = await Pipeline.create(settings, backend)
         await pipeline.warmup()
         admission = admission or Admission.from_settings(settings)
-        admission.memory.capacity = workspace_bytes(settings, memory.rss_bytes())
+        admission.budget.capacity = workspace_bytes(settings, memory.rss_bytes())
         return cls(settings, backend, pipeline, admission)
 
     @property
@@ -109,7 +109,7 @@ class OCRService:
         settings = self.pipeline.effective_settings(opts)
 
         async def job() -> Processed:
-            budget = self.admission.memory
+            budget = self.admission.budget
             fetched = 0  # bytes of URL content held for the job: charged to the budget like a body
             try:
                 probed = []

@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
                 metrics.MODEL_INFO.labels(role, model, chosen.name, providers.get(model, "unknown")).set(1)
         log.info(
             "ready: backend=%s models=%s providers=%s tokens=%d memory_budget_mib=%d",
-            chosen.name, service.pipeline.model_names, providers, tokens.count, admission.memory.capacity // 2**20,
+            chosen.name, service.pipeline.model_names, providers, tokens.count, admission.budget.capacity // 2**20,
         )
 
     async def load_until_served(chosen: InferenceBackend) -> None:

@@ -29,8 +29,7 @@ from urllib.parse import parse_qsl
 from fastapi.responses import JSONResponse
 from starlette.routing import Match
 
-from .. import budget as memory
-from .. import metrics
+from .. import budget, metrics
 from ..auth import bearer_token
 from ..errors import (
     BackendUnavailable,
@@ -123,13 +122,13 @@ class Ingress:
                 BackendUnavailable("the inference server is not serving the models yet; retry shortly", retry_after_s=5)
                 if self.context.settings.backend == "triton" else NotReady("the models are still loading"))
             return await self._reject(scope, receive, send, self._count(render, waiting))
-        cost = memory.BODY_FACTOR * (length if length is not None else self.max_bytes)
-        pool = self.context.admission.memory
+        cost = budget.BODY_FACTOR * (length if length is not None else self.max_bytes)
+        pool = self.context.admission.budget
         if not pool.try_reserve(cost):
             busy = MemoryBudgetBusy("the server's memory budget is in use; retry shortly", retry_after_s=1)
             return await self._reject(scope, receive, send, self._count(render, busy))
-        hold = memory.BodyHold(pool, cost)
-        hold_token = memory.body_hold.set(hold)
+        hold = budget.BodyHold(pool, cost)
+        hold_token = budget.body_hold.set(hold)
         try:
             body = await self._read(receive)
             if isinstance(body, OCRError):
@@ -150,7 +149,7 @@ class Ingress:
 
             return await self.app(scope, replay, send)
         finally:
-            memory.body_hold.reset(hold_token)
+            budget.body_hold.reset(hold_token)
             hold.answered()  # released now, or when a job abandoned still running ends
 
     async def _read(self, receive) -> bytes | OCRError | None:

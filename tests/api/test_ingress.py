@@ -78,7 +78,7 @@ async def test_bodies_are_paid_for_from_the_memory_budget(make_app):
     app = make_app()
     async with app.router.lifespan_context(app):
         api = Api(app)
-        budget = app.state.context.admission.memory
+        budget = app.state.context.admission.budget
         budget.capacity = budget.in_use + 1 * MIB  # room for a body of about a third of a MiB
         small = await api.http.post("/v1/ocr", json={"image": b64(bars_png())})
         assert small.status_code in (200, 413)  # a page's own cost is checked after the body's
@@ -98,7 +98,7 @@ async def test_a_page_over_the_whole_budget_is_413_with_its_cost(make_app):
     app = make_app()
     async with app.router.lifespan_context(app):
         api = Api(app)
-        budget = app.state.context.admission.memory
+        budget = app.state.context.admission.budget
         budget.capacity = 400 * MIB
         r = await api.http.post("/v1/ocr", json={"image": b64(bars_png()), "det_limit_side_len": 8192})
         assert r.status_code == 200  # a small image is not up-scaled: a high limit costs nothing here

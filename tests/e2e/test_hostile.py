@@ -130,8 +130,11 @@ def _artifact():
     path = os.environ.get("HOSTILE_ARTIFACT")
     if not path:
         return
+    from bench.provenance import provenance
+
     doc = {
         "measured_by": "make hostile",
+        **provenance(),  # the main server runs the default settings
         "date": datetime.now(UTC).date().isoformat(),
         "machine": {"cores": len(os.sched_getaffinity(0)), "gpu": False},
         "budget_mib": BUDGET_MIB,

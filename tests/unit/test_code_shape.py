@@ -65,3 +65,16 @@ def test_no_test_helper_ships_in_the_runtime_package():
     for path in PACKAGE.rglob("*.py"):
         text = path.read_text()
         assert "import pytest" not in text and "harness" not in text, path
+
+
+def test_every_module_says_what_it_owns():
+    """A module docstring on every non-empty module of the service, the benchmarks, the export
+    scripts and the evaluation."""
+    root = PACKAGE.parent
+    missing = []
+    for package in ("preprocess_service", "bench", "export_scripts", "evaluation", "harness", "triton_local"):
+        for path in sorted((root / package).rglob("*.py")):
+            text = path.read_text()
+            if text.strip() and not ast.get_docstring(ast.parse(text)):
+                missing.append(path.relative_to(root).as_posix())
+    assert missing == []

@@ -1,3 +1,5 @@
+"""The demo page (GET /): a static HTML form that sends an image to /v1/ocr and draws the answer."""
+
 from __future__ import annotations
 
 from importlib.resources import files

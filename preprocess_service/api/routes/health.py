@@ -1,3 +1,5 @@
+"""Liveness and readiness: /healthz (the process answers) and /readyz (models loaded, backend serving, not draining)."""
+
 from __future__ import annotations
 
 from typing import cast

@@ -1,3 +1,5 @@
+"""GET /metrics: the Prometheus exposition of this process (of every worker process in multi-process mode)."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter
