@@ -131,8 +131,10 @@ def test_ctc_head_is_deterministic_and_idempotent(repository):
 @pytest.mark.parametrize("name,kind", [("ppocrv6_small_det", "det"), ("ppocrv6_small_rec", "rec"),
                                        ("ppocr_textline_cls", "cls")])
 def test_the_uint8_input_head_computes_exactly_what_the_float_input_did(repository, name, kind):
-    """The served model fed uint8 NHWC (and valid widths) gives the very numbers the published
-    model gives on the service's float32 normalisation, zero-padded after normalising."""
+    """The served model fed uint8 NHWC (and valid widths) gives the numbers the published model
+    gives on the service's float32 normalisation, zero-padded after normalising: within 1e-5 (two
+    graphs: onnxruntime may fuse them differently on another CPU; the same tolerance as every
+    other comparison of two sessions), and the uint8 map within one step of the rounded float."""
     import numpy as np
 
     from export_scripts.fetch_models import WHEEL_FILE, _read
@@ -152,11 +154,12 @@ def test_the_uint8_input_head_computes_exactly_what_the_float_input_did(reposito
     if kind == "det":
         want = plain.run(None, {"x": floats})[0]
         got, got_u8 = served.run([served.get_outputs()[0].name, "prob_u8"], {"x": img})
-        np.testing.assert_array_equal(got, want)
-        np.testing.assert_array_equal(got_u8, np.round(np.clip(want, 0, 1) * 255).astype(np.uint8))
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+        rounded = np.round(np.clip(want, 0, 1) * 255).astype(np.int16)
+        assert np.abs(got_u8.astype(np.int16) - rounded).max() <= 1
         return
     widths = np.array([[w], [w // 2]], dtype=np.int64)
     floats[1, :, :, w // 2:] = 0.0  # PaddleOCR pads after normalising
     want = plain.run(None, {"x": floats})[0]
     got = served.run([served.get_outputs()[0].name], {"x": img, "valid_width": widths})[0]
-    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
