@@ -41,7 +41,7 @@ FASTPADDLE_VENV ?= .venv-fastpaddle
 FASTPADDLE_STAMP := $(FASTPADDLE_VENV)/.deps-stamp
 BENCH_ARGS ?=
 
-.PHONY: base-digest gpu-stage help setup serve-setup serve-venv venv models serve-models lint docs docs-check setup-footprint fonts cjk-fonts prometheus browser k8s-tools serve test eval reference rapidocr-venv fastpaddle-venv bench levers triton triton-venv image test-image image-gpu test-image-gpu clean hostile int8
+.PHONY: base-digest gpu-resolve gpu-stage help setup serve-setup serve-venv venv models serve-models lint docs docs-check setup-footprint fonts cjk-fonts prometheus browser k8s-tools serve test eval reference rapidocr-venv fastpaddle-venv bench levers triton triton-venv image test-image image-gpu test-image-gpu clean hostile int8
 
 help:
 	@echo "make serve   start the service on $(HOST):$(PORT) (HOST/PORT override), embedded onnxruntime backend"
@@ -70,6 +70,15 @@ $(SERVE_STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 serve-venv: $(SERVE_STAMP)
+
+# pip's resolver on the GPU image's set (dry run: nothing installed), at set-up: the report is what
+# tests/e2e/test_gpu_image.py reads, so the tests themselves need no registry.
+GPU_RESOLVE := .cache/gpu-resolve.json
+$(GPU_RESOLVE): requirements-gpu.txt constraints.txt $(DEPS_STAMP)
+	@mkdir -p .cache
+	$(PY) tests/image/resolve_gpu_set.py --out $@
+
+gpu-resolve: $(GPU_RESOLVE)
 
 # the published models, then the default INT8 ones quantised from them and the GPU set's FP16
 # ones converted from them (seconds)
@@ -156,7 +165,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: setup lint fonts cjk-fonts prometheus browser triton-venv rapidocr-venv fastpaddle-venv reference k8s-tools
+test: setup lint fonts cjk-fonts prometheus browser triton-venv rapidocr-venv fastpaddle-venv reference k8s-tools serve-venv gpu-resolve
 	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
 # PaddleOCR's own pipeline as the accuracy reference, in a venv of its own (it is large).

@@ -199,20 +199,24 @@ def test_requirements_gpu_is_the_service_runtime_set_as_constraints_txt_pins_it(
 
 
 def test_the_gpu_set_resolves_against_the_service_constraints():
-    """pip's resolver, dry run (nothing installed, .venv untouched): onnxruntime-gpu and the CUDA wheels
-    with their dependencies, on top of constraints.txt and the rest of requirements-gpu.txt, resolve
-    to exactly the pins of requirements-gpu.txt and pull in nothing else (the CPU onnxruntime least of
-    all). The whole file takes 25-80 s to resolve here (pip walks every release of aiohttp, numpy...),
-    so only the GPU part goes through the resolver; the service's own part is checked textually
-    above, and in full by `tests/image/lock_gpu_requirements.py --check` and by the image build's
-    `pip check`."""
+    """pip's resolver, dry run, at set-up (`make gpu-resolve`, tests/image/resolve_gpu_set.py; the
+    test reads its report and needs no registry): onnxruntime-gpu and the CUDA wheels with their
+    dependencies, on top of constraints.txt and the rest of requirements-gpu.txt, resolve to exactly
+    the pins of requirements-gpu.txt and pull in nothing else (the CPU onnxruntime least of all).
+    Only the GPU part goes through the resolver (the whole file takes 25-80 s); the service's own
+    part is checked textually above, and in full by `tests/image/lock_gpu_requirements.py --check`
+    and by the image build's `pip check`."""
+    from tests.image.resolve_gpu_set import inputs_sha256
+
+    report_path = ROOT / ".cache" / "gpu-resolve.json"
+    if not report_path.exists():
+        pytest.fail(".cache/gpu-resolve.json missing: `make test` writes it at set-up (make gpu-resolve)")
+    report = json.loads(report_path.read_text())
+    assert report["inputs_sha256"] == inputs_sha256(), "stale: requirements changed since `make gpu-resolve`"
     gpu = pins(REQUIREMENTS)
     wanted = [f"{n}=={v}" for n, v in gpu.items() if n == "onnxruntime-gpu" or n.startswith("nvidia-")]
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-                        "--disable-pip-version-check", "--report", "-", "-c", str(CONSTRAINTS), "-c", str(REQUIREMENTS),
-                        *wanted], capture_output=True, text=True, cwd=ROOT, timeout=240)
-    assert r.returncode == 0, r.stderr[-3000:]
-    resolved = {norm(i["metadata"]["name"]): i["metadata"]["version"] for i in json.loads(r.stdout)["install"]}
+    assert sorted(report["wanted"]) == sorted(wanted)
+    resolved = {norm(n): v for n, v in report["resolved"].items()}
     assert "onnxruntime" not in resolved
     assert {n: v for n, v in resolved.items() if gpu.get(n) != v} == {}, "resolved outside requirements-gpu.txt"
     # onnxruntime-gpu's own dependencies are the service's (constraints.txt) pins
