@@ -1,9 +1,10 @@
 """Errors are data: every client-facing failure is one exception type, and all of them live here.
 
-Each type carries its HTTP status, a stable code and headers (``Retry-After``,
-``WWW-Authenticate``). How an error is written out depends on the API contract: one renderer
-per envelope (native, legacy, PaddleX) in ``api.errors``. Messages name the problem and never
-echo client data (tokens, image bytes).
+Each type carries a stable ``code``, a message and, where retrying later helps, ``retry_after_s``;
+refusals counted in ``ocr_rejected_total`` carry a ``reason``. Nothing here knows HTTP: the one
+table from code to status, and the headers (``Retry-After``, ``WWW-Authenticate``), are in
+``api.errors``, which writes each error in its contract's envelope (native, legacy, PaddleX).
+Messages name the problem and never echo client data (tokens, image bytes).
 """
 
 from __future__ import annotations
@@ -17,92 +18,80 @@ CLIENT_REASONS = ("unauthorized", "payload_too_large", "request_timeout", "rate_
 
 
 class OCRError(Exception):
-    status_code: int = 500
     code: str = "internal_error"
     reason: str | None = None  # set on refusals counted in ocr_rejected_total{reason}
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None):
+    def __init__(self, message: str, *, retry_after_s: int | None = None):
         super().__init__(message)
         self.message = message
-        self.headers = headers or {}
+        self.retry_after_s = retry_after_s  # when a retry may succeed, in seconds
 
 
-# --- 400: the request is malformed ---
+# --- the input is malformed ---
 class InvalidBase64(OCRError):
-    status_code = 400
     code = "invalid_base64"
 
 
 class CorruptImage(OCRError):
     """The bytes start like a supported image but cannot be decoded (e.g. truncated)."""
 
-    status_code = 400
     code = "corrupt_image"
 
 
-# --- 401 ---
+# --- who is asking ---
 class Unauthorized(OCRError):
-    status_code = 401
     code = "unauthorized"
     reason = "unauthorized"
 
     def __init__(self, message: str = "missing or invalid bearer token"):
-        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+        super().__init__(message)
 
 
-# --- 408 ---
+# --- too slow ---
 class RequestTimeout(OCRError):
     """The request body did not arrive within the read timeouts (a slow or stalled client)."""
 
-    status_code = 408
     code = "request_timeout"
     reason = "request_timeout"
 
 
-# --- 413 ---
+# --- too large ---
 class PayloadTooLarge(OCRError):
-    status_code = 413
     code = "payload_too_large"
     reason = "payload_too_large"
 
 
 class ImageTooLarge(OCRError):
-    status_code = 413
     code = "image_too_large"
 
 
-# --- 415 ---
+# --- not a supported format ---
 class UnsupportedImageFormat(OCRError):
-    status_code = 415
     code = "unsupported_media_type"
 
 
-# --- 422 ---
+# --- well-formed, but not a valid request ---
 class InvalidRequest(OCRError):
-    status_code = 422
     code = "invalid_request"
 
 
 class EmptyImage(OCRError):
-    status_code = 422
     code = "empty_image"
 
 
 class DocumentTooComplex(OCRError):
     """A PDF page that did not render within the time or memory a page of its size may take."""
 
-    status_code = 422
     code = "document_too_complex"
 
 
-# --- 503: our side cannot serve right now ---
+# --- our side cannot serve right now (retry later) ---
 class BackendUnavailable(OCRError):
-    status_code = 503
     code = "backend_unavailable"
     reason = "backend_unavailable"
 
     def __init__(self, message: str, retry_after_s: int = 1):
-        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+        super().__init__(message, retry_after_s=retry_after_s)
 
 
 class NotReady(BackendUnavailable):
@@ -133,22 +122,30 @@ class ShuttingDown(BackendUnavailable):
     reason = "shutting_down"
 
 
-# --- 429 ---
+# --- too often ---
 class RateLimited(OCRError):
-    status_code = 429
     code = "rate_limited"
     reason = "rate_limited"
 
     def __init__(self, message: str, retry_after_s: int):
-        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+        super().__init__(message, retry_after_s=retry_after_s)
 
 
-# --- other HTTP-level failures (unknown route, wrong method), from the framework ---
-class HTTPFailure(OCRError):
-    def __init__(self, status_code: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message, headers=headers)
-        self.status_code = status_code
-        self.code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(status_code, "http_error")
+# --- the request as a whole: malformed, to no route, with a method the route does not take ---
+class BadRequest(OCRError):
+    code = "bad_request"
+
+
+class NotFound(OCRError):
+    code = "not_found"
+
+
+class MethodNotAllowed(OCRError):
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, allowed: str | None = None):
+        super().__init__(message)
+        self.allowed = allowed  # the methods the path takes, e.g. "POST"
 
 
 class InternalError(OCRError):
@@ -159,5 +156,4 @@ class InternalError(OCRError):
 class BackendError(OCRError):
     """The inference server answered with an error that is not about availability."""
 
-    status_code = 502
     code = "backend_error"

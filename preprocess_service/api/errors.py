@@ -4,7 +4,9 @@
 - ``legacy``: the original API's exact 401 body, native otherwise;
 - ``paddlex``: PaddleX's ``{"logId", "errorCode", "errorMsg"}`` with the HTTP status as errorCode.
 
-The error types themselves all live in ``preprocess_service.errors``; framework exceptions
+The error types themselves all live in ``preprocess_service.errors`` and know nothing of HTTP:
+``STATUS`` here is the one table from an error's code to its HTTP status, and ``headers`` adds
+``Retry-After`` (from ``retry_after_s``) and the bearer challenge. Framework exceptions
 (validation, unknown route) are turned into those types first (``as_ocr_error``), so every
 envelope says the same thing. Never echo client data.
 """
@@ -21,7 +23,18 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import metrics
-from ..errors import BackendError, BackendUnavailable, HTTPFailure, InternalError, InvalidRequest, OCRError, Unauthorized
+from ..errors import (
+    BackendError,
+    BackendUnavailable,
+    BadRequest,
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    OCRError,
+    PayloadTooLarge,
+    Unauthorized,
+)
 from ..logs import request_id
 from .body import ThreadParsedRequest
 from .deps import get_context
@@ -29,6 +42,35 @@ from .deps import get_context
 log = logging.getLogger(__name__)
 
 LEGACY_AUTH_BODY = {"response": {"ProcessType": "F", "ErrorMessage": "Authentification error"}}
+
+# The HTTP status of every error code (tests/unit/test_code_shape.py: every code has one).
+STATUS: dict[str, int] = {
+    "invalid_base64": 400, "corrupt_image": 400, "bad_request": 400,
+    "unauthorized": 401,
+    "not_found": 404, "method_not_allowed": 405,
+    "request_timeout": 408,
+    "payload_too_large": 413, "image_too_large": 413,
+    "unsupported_media_type": 415,
+    "invalid_request": 422, "empty_image": 422, "document_too_complex": 422,
+    "rate_limited": 429,
+    "internal_error": 500, "backend_error": 502,
+    "backend_unavailable": 503, "not_ready": 503, "overloaded": 503, "deadline_exceeded": 503, "shutting_down": 503,
+}
+
+
+def status_of(err: OCRError) -> int:
+    return STATUS[err.code]
+
+
+def headers_of(err: OCRError) -> dict[str, str] | None:
+    headers = {}
+    if err.retry_after_s is not None:
+        headers["Retry-After"] = str(err.retry_after_s)
+    if isinstance(err, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(err, MethodNotAllowed) and err.allowed:
+        headers["Allow"] = err.allowed
+    return headers or None
 
 
 MAX_VALIDATION_ERRORS = 5
@@ -68,15 +110,20 @@ def as_ocr_error(exc: Exception) -> OCRError:
         return exc
     if isinstance(exc, RequestValidationError):
         return InvalidRequest(describe_validation(exc))
-    if isinstance(exc, StarletteHTTPException):
+    if isinstance(exc, StarletteHTTPException):  # the framework's own: routing, multipart parsing
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
-        return HTTPFailure(exc.status_code, message, getattr(exc, "headers", None))
+        if exc.status_code == 405:
+            return MethodNotAllowed(message, (getattr(exc, "headers", None) or {}).get("Allow"))
+        kind = {404: NotFound, 413: PayloadTooLarge}.get(exc.status_code)
+        if kind is not None:
+            return kind(message)
+        return BadRequest(message) if exc.status_code < 500 else InternalError()
     return InternalError()
 
 
 def native(err: OCRError) -> JSONResponse:
-    return JSONResponse({"error": {"code": err.code, "message": err.message}}, status_code=err.status_code,
-                        headers=err.headers or None)
+    return JSONResponse({"error": {"code": err.code, "message": err.message}}, status_code=status_of(err),
+                        headers=headers_of(err))
 
 
 def legacy(err: OCRError) -> JSONResponse:
@@ -86,8 +133,8 @@ def legacy(err: OCRError) -> JSONResponse:
 
 
 def paddlex(err: OCRError) -> JSONResponse:
-    body = {"logId": request_id.get() or "", "errorCode": err.status_code, "errorMsg": err.message}
-    return JSONResponse(body, status_code=err.status_code, headers=err.headers or None)
+    body = {"logId": request_id.get() or "", "errorCode": status_of(err), "errorMsg": err.message}
+    return JSONResponse(body, status_code=status_of(err), headers=headers_of(err))
 
 
 def _answer(request: Request, exc: Exception, render: Callable[[OCRError], JSONResponse]) -> JSONResponse:

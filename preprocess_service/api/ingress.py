@@ -33,8 +33,10 @@ from .. import budget, metrics
 from ..auth import bearer_token
 from ..errors import (
     BackendUnavailable,
-    HTTPFailure,
+    BadRequest,
     MemoryBudgetBusy,
+    MethodNotAllowed,
+    NotFound,
     NotReady,
     OCRError,
     PayloadTooLarge,
@@ -206,10 +208,10 @@ class Ingress:
         """A path with control characters (e.g. a decoded %0A) or a body framed twice (Content-Length
         and Transfer-Encoding, RFC 9112 6.3): refused as they are, never routed or read."""
         if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in scope["path"]):
-            return HTTPFailure(400, "the request path holds control characters")
+            return BadRequest("the request path holds control characters")
         names = {k.lower() for k, _ in scope.get("headers") or ()}
         if b"content-length" in names and b"transfer-encoding" in names:
-            return HTTPFailure(400, "a request may not carry both Content-Length and Transfer-Encoding")
+            return BadRequest("a request may not carry both Content-Length and Transfer-Encoding")
         return None
 
     @staticmethod
@@ -219,8 +221,8 @@ class Ingress:
         for r in getattr(app, "routes", ()):
             match, _ = r.matches(scope)
             if match != Match.NONE:  # PARTIAL: the path is a route's, for other methods
-                return HTTPFailure(405, "this path does not take POST")
-        return HTTPFailure(404, "no such route")
+                return MethodNotAllowed("this path does not take POST")
+        return NotFound("no such route")
 
     @staticmethod
     def _count(render: Renderer, err: OCRError) -> JSONResponse:

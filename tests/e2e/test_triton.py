@@ -192,3 +192,68 @@ def test_stopping_the_local_triton_leaves_no_process(tmp_path):
 
     left = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True).stdout.split()
     assert left == [], f"processes left in Triton's group: {left}"
+
+
+def test_an_error_answer_is_a_502_and_a_refused_connection_is_retried_then_a_503(triton):
+    """The real Triton answers a malformed call (float32 where the model takes uint8) with an error:
+    the service's error is 502 ``backend_error``, not retried (the same call would fail again).
+    A connection that is refused is retried OCR_TRITON_RETRIES times, then 503 ``backend_unavailable``."""
+    import asyncio
+    import socket
+    import threading
+
+    import numpy as np
+
+    from preprocess_service.api.errors import status_of
+    from preprocess_service.backends.triton_backend import TritonBackend
+    from preprocess_service.errors import BackendError, BackendUnavailable
+
+    det = next(m for m in MODELS if m.endswith("_det"))
+
+    async def malformed():
+        backend = TritonBackend(f"127.0.0.1:{triton.http_port}", timeout_s=10, retries=2)
+        try:
+            await backend.load([det])
+            name = backend.io(det).inputs[0]
+            with pytest.raises(BackendError) as err:
+                await backend.run(det, {name: np.zeros((1, 64, 64, 3), np.float32)})
+            return err.value
+        finally:
+            await backend.close()
+
+    err = asyncio.run(malformed())
+    assert status_of(err) == 502 and err.code == "backend_error"
+
+    accepted = []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+
+    def close_every_connection():  # a port that accepts and hangs up at once, counting the attempts
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            conn.close()
+
+    threading.Thread(target=close_every_connection, daemon=True).start()
+
+    async def hung_up():
+        backend = TritonBackend(f"127.0.0.1:{port}", timeout_s=5, retries=2)
+        try:
+            with pytest.raises(BackendUnavailable) as err:
+                await backend.run(det, {"x": np.zeros((1, 64, 64, 3), np.uint8)}, outputs=["prob"])
+            return err.value
+        finally:
+            await backend.close()
+
+    try:
+        unavailable = asyncio.run(hung_up())
+    finally:
+        listener.close()
+    assert status_of(unavailable) == 503 and unavailable.code == "backend_unavailable"
+    assert unavailable.retry_after_s
+    assert len(accepted) == 1 + 2, accepted  # the call and its two retries

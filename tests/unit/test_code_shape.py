@@ -78,3 +78,25 @@ def test_every_module_says_what_it_owns():
             if text.strip() and not ast.get_docstring(ast.parse(text)):
                 missing.append(path.relative_to(root).as_posix())
     assert missing == []
+
+
+def test_every_error_code_has_one_http_status_and_only_the_api_knows_it():
+    """Errors are data: each error type's code is in api.errors.STATUS, and no module outside
+    api/ (nor the error module) speaks of HTTP statuses or headers."""
+    from preprocess_service.api.errors import STATUS
+
+    _all_modules()
+    seen, stack = set(), [errors.OCRError]
+    while stack:
+        cls = stack.pop()
+        seen.add(cls.code)
+        stack.extend(cls.__subclasses__())
+    assert seen <= set(STATUS), sorted(seen - set(STATUS))
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel.startswith("api/") or rel in ("server.py", "cli.py", "fetch.py"):
+            continue  # the API; the HTTP server; the client of the CLI; fetch reads other servers' answers
+        tree = ast.parse(path.read_text())
+        names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)} | {
+            n.arg for n in ast.walk(tree) if isinstance(n, ast.keyword) and n.arg}
+        assert not names & {"status_code", "headers"}, f"{rel} speaks HTTP ({sorted(names & {'status_code', 'headers'})})"
