@@ -31,7 +31,8 @@ from bench.timing import percentile, run_threads
 from preprocess_service.backends import create_backend
 from preprocess_service.backends.base import InferenceBackend, ModelIO
 from preprocess_service.imaging import decode_image
-from preprocess_service.pipeline import Pipeline, PipelineOptions
+from preprocess_service.options import RequestOptions
+from preprocess_service.pipeline import Pipeline
 from preprocess_service.settings import Settings, available_cores
 
 FLOOR_MODEL_SET = "ppocrv6_small"  # PP-OCRv6 small in float32, as published
@@ -68,7 +69,7 @@ async def record(settings: Settings, images: dict[str, np.ndarray]):
     calls = {}
     for name, img in images.items():
         backend.calls = []
-        await pipeline.read(img, PipelineOptions())
+        await pipeline.read(img, RequestOptions())
         calls[name] = backend.calls
     return backend.inner, calls
 

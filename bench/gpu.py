@@ -158,7 +158,7 @@ def drive(pipe, items: list[dict], concurrency: int, seconds: float, one_pass: b
     """``concurrency`` reads in flight over the images in turn, for ``seconds`` (``one_pass``: each
     image once, stopping early at ``seconds``). Images/s, p50/p95 ms, CPU ms per page, results."""
     from preprocess_service.imaging import decode_image
-    from preprocess_service.pipeline import PipelineOptions
+    from preprocess_service.options import RequestOptions
 
     results: dict[int, list] = {}
     lat: list[float] = []
@@ -173,7 +173,7 @@ def drive(pipe, items: list[dict], concurrency: int, seconds: float, one_pass: b
                 i = nxt % len(items)
                 nxt += 1
                 t = time.perf_counter()
-                res = await pipe.read(decode_image(items[i]["data"], 10**8), PipelineOptions())
+                res = await pipe.read(decode_image(items[i]["data"], 10**8), RequestOptions())
                 lat.append((time.perf_counter() - t) * 1000)
                 results.setdefault(i, res.lines)
 

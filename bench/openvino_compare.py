@@ -41,7 +41,8 @@ from evaluation.scoring import load_items
 from preprocess_service.backends import create_backend
 from preprocess_service.imaging import decode_image
 from preprocess_service.memory import rss_bytes, trim
-from preprocess_service.pipeline import Pipeline, PipelineOptions
+from preprocess_service.options import RequestOptions
+from preprocess_service.pipeline import Pipeline
 from preprocess_service.settings import PROJECT_ROOT, Settings, available_cores
 
 # name -> Settings overrides (everything else: the service's defaults)
@@ -72,7 +73,7 @@ async def _pipeline(name: str) -> Pipeline:
 async def _group(pipe: Pipeline, imgs: list[np.ndarray]) -> tuple[float, float, list[list[str]]]:
     """Wall and CPU seconds to read the images at once, and the texts read."""
     t0, c0 = time.perf_counter(), time.process_time()
-    results = await asyncio.gather(*(pipe.read(img, PipelineOptions()) for img in imgs))
+    results = await asyncio.gather(*(pipe.read(img, RequestOptions()) for img in imgs))
     return time.perf_counter() - t0, time.process_time() - c0, [[ln.text for ln in r.lines] for r in results]
 
 

@@ -34,7 +34,8 @@ from evaluation.scoring import PredLine, Rule, score_item
 from preprocess_service.backends import create_backend
 from preprocess_service.backends.base import InferenceBackend, ModelIO
 from preprocess_service.imaging import decode_image
-from preprocess_service.pipeline import Pipeline, PipelineOptions
+from preprocess_service.options import RequestOptions
+from preprocess_service.pipeline import Pipeline
 from preprocess_service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,7 +145,7 @@ def read_all(settings: Settings, items: list[BenchItem], concurrency: int = 1) -
 
         async def one(it: BenchItem) -> None:
             async with sem:
-                res = await pipe.read(decode_image(it.data, 10**8), PipelineOptions())
+                res = await pipe.read(decode_image(it.data, 10**8), RequestOptions())
                 results[it.name] = res.lines
 
         t0 = time.perf_counter()

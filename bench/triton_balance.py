@@ -49,7 +49,8 @@ from evaluation import EVAL_DIR
 from harness.localserver import free_port
 from preprocess_service.backends import create_backend
 from preprocess_service.model_sets import DEFAULT_MODEL_SET, MODEL_SETS
-from preprocess_service.pipeline import Pipeline, PipelineOptions
+from preprocess_service.options import RequestOptions
+from preprocess_service.pipeline import Pipeline
 from preprocess_service.settings import Settings
 from triton_local.launch import LocalTriton
 
@@ -93,7 +94,7 @@ async def drive(mode: str, tritons: dict[str, LocalTriton], pages: list[np.ndarr
         i = k
         while not stop.is_set():
             try:
-                await pipeline.read(pages[i % len(pages)], PipelineOptions())
+                await pipeline.read(pages[i % len(pages)], RequestOptions())
                 done += 1
             except Exception as exc:  # counted, and the run goes on: a lost page is a result here
                 failed += 1

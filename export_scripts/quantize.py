@@ -445,20 +445,20 @@ def accuracy(pipe, eval_dir: Path) -> Accuracy:
     LABELS, render_label = _bench_dataset().LABELS, _bench_dataset().render_label
     from evaluation.scoring import PredLine, Rule, load_items, score_item
     from preprocess_service.imaging import decode_image
-    from preprocess_service.pipeline import PipelineOptions
+    from preprocess_service.options import RequestOptions
 
     errors = chars = 0
     per_image = {}
     for item in load_items(eval_dir):
         img = decode_image(item.image.read_bytes(), 10**8)
-        res = asyncio.run(pipe.read(img, PipelineOptions()))
+        res = asyncio.run(pipe.read(img, RequestOptions()))
         s = score_item([PredLine(ln.text, ln.box.tolist()) for ln in res.lines], item.gt_lines, item.rule, item.dont_care)
         errors, chars = errors + s.errors, chars + s.gt_chars
         per_image[item.name] = s.cer
     labels, label_errors = {}, {}
     for name, (size, lines) in LABELS.items():
         im = np.ascontiguousarray(np.asarray(render_label(size, lines).convert("RGB"))[:, :, ::-1])
-        read = asyncio.run(pipe.read(im, PipelineOptions())).lines
+        read = asyncio.run(pipe.read(im, RequestOptions())).lines
         labels[name] = [ln.text for ln in read]
         label_errors[name] = score_item([PredLine(ln.text) for ln in read], lines, Rule()).errors
     return Accuracy(errors / max(chars, 1), float(np.mean(list(per_image.values()))), per_image, labels, label_errors)
@@ -469,7 +469,7 @@ def latency(pipes: dict[str, object], images: list[np.ndarray], repeats: int) ->
     that load from other work falls on all variants alike; ``repeats`` rounds. Per variant: the
     median over rounds of each image's time, averaged over the images (``ms_per_image_median``),
     the best round's mean, and the same medians for the detection and recognition stages."""
-    from preprocess_service.pipeline import PipelineOptions
+    from preprocess_service.options import RequestOptions
 
     names = list(pipes)
     ms: dict[str, list[list[tuple[float, float, float]]]] = {n: [[] for _ in images] for n in names}
@@ -479,7 +479,7 @@ def latency(pipes: dict[str, object], images: list[np.ndarray], repeats: int) ->
             for k in range(len(names)):
                 name = names[(i + r + k) % len(names)]
                 t = time.perf_counter()
-                res = asyncio.run(pipes[name].read(img, PipelineOptions()))  # type: ignore[attr-defined]
+                res = asyncio.run(pipes[name].read(img, RequestOptions()))  # type: ignore[attr-defined]
                 ms[name][i].append(((time.perf_counter() - t) * 1000, res.timings_ms.get("detection", 0.0),
                                     res.timings_ms.get("recognition", 0.0)))
         print(f"  round {r + 1}/{repeats}: {time.perf_counter() - t_round:.0f} s", flush=True)

@@ -40,7 +40,8 @@ async def _run_local(paths: list[Path], model_set: str, as_json: bool) -> int:
 
     from .backends import create_backend
     from .errors import OCRError
-    from .pipeline import PipelineOptions
+    from .options import RequestOptions
+    from .schemas import OCRResponse
     from .service import OCRService, Source
     from .settings import Settings
 
@@ -53,11 +54,12 @@ async def _run_local(paths: list[Path], model_set: str, as_json: bool) -> int:
         for path in paths:
             try:
                 source = Source(path.read_bytes(), encoding="raw", kind="auto", field=str(path))
-                done = await service.process([source], PipelineOptions())
+                done = await service.process([source], RequestOptions())
                 for res in done.pages:
                     page = res.page
                     if as_json:
-                        print(json.dumps({"file": str(path), "page": page, **res.model_dump(exclude_none=True)}, ensure_ascii=False))
+                        native = OCRResponse.of(res).model_dump(exclude_none=True)
+                        print(json.dumps({"file": str(path), "page": page, **native}, ensure_ascii=False))
                     else:
                         header = f"== {path}" + (f" (page {page})" if page else "")
                         print(header + "\n" + res.text, flush=True)

@@ -15,6 +15,7 @@ import numpy as np
 from .backends.base import InferenceBackend, call_origin
 from .errors import InvalidRequest
 from .model_spec import ClsSpec, DetSpec, RecSpec, load_spec
+from .options import Options, RequestOptions, resolve
 from .settings import Settings
 from .stages import classification, crop, detection, recognition
 
@@ -28,33 +29,11 @@ PROB_U8 = "prob_u8"
 VALID_WIDTH = "valid_width"
 
 
-@dataclass(frozen=True)
-class PipelineOptions:
-    """Per-request settings; None means the service default."""
-
-    det_limit_side_len: int | None = None
-    det_thresh: float | None = None
-    det_box_thresh: float | None = None
-    det_unclip_ratio: float | None = None
-    rec_score_thresh: float | None = None
-    use_textline_orientation: bool | None = None
-
-
 @dataclass
 class TextLine:
     text: str
     confidence: float
     box: np.ndarray  # (4, 2) float32, source-image pixels
-
-
-@dataclass(frozen=True)
-class EffectiveSettings:
-    """What a request really runs with: its own options, else the service settings, else the
-    model's inference.yml."""
-
-    resize: detection.ResizePolicy
-    db: detection.DBParams
-    rec_score_thresh: float
 
 
 @dataclass
@@ -143,7 +122,7 @@ class Pipeline:
         """One small run through every model, and a check that the dictionary fits the model."""
         img = np.full((64, 256, 3), 255, dtype=np.uint8)
         img[24:40, 32:224] = 0
-        await self.read(img, PipelineOptions(use_textline_orientation=self.cls is not None, rec_score_thresh=0.0))
+        await self.read(img, RequestOptions(use_textline_orientation=self.cls is not None, rec_score_thresh=0.0))
         probe = recognition.plan_batches([np.full((self.rec.image_height, self.rec.base_width, 3), 255, np.uint8)],
                                          self.rec, 1, uint8=self._has_uint8_head(self.rec.name),
                                          width_buckets=self.rec_widths)[0]
@@ -191,33 +170,37 @@ class Pipeline:
         probs = (await self.backend.run(self.rec.name, inputs, [io.outputs[0]]))[io.outputs[0]]
         return recognition.ctc_decode(probs, self.rec.charset)
 
-    def effective_settings(self, opts: PipelineOptions) -> EffectiveSettings:
-        s = self.settings
-        policy = detection.ResizePolicy(
-            limit_side_len=opts.det_limit_side_len or s.det_limit_side_len,
-            min_side_len=s.det_min_side_len,
-            max_side_limit=s.det_max_side_limit,
-        )
-        params = detection.db_params(
-            self.det,
-            thresh=opts.det_thresh if opts.det_thresh is not None else s.det_thresh,
-            box_thresh=opts.det_box_thresh if opts.det_box_thresh is not None else s.det_box_thresh,
-            unclip_ratio=opts.det_unclip_ratio if opts.det_unclip_ratio is not None else s.det_unclip_ratio,
-            max_candidates=s.det_max_candidates,
-        )
-        score_thresh = s.rec_score_thresh if opts.rec_score_thresh is None else opts.rec_score_thresh
-        return EffectiveSettings(policy, params, score_thresh)
+    def options(self, asked: RequestOptions) -> Options:
+        """What a request asking ``asked`` runs with (``options.resolve``, with this detection model)."""
+        return resolve(asked, self.settings, self.det)
 
-    async def read(self, img: np.ndarray, opts: PipelineOptions) -> PipelineResult:
-        """The text lines of one BGR image: detection -> crop -> [orientation] -> recognition."""
+    @staticmethod
+    def stage_params(opts: Options) -> tuple[detection.ResizePolicy, detection.DBParams]:
+        """The detection stage's resize policy and DB parameters for ``opts``."""
+        policy = detection.ResizePolicy(opts.det_limit_side_len, opts.det_min_side_len, opts.det_max_side_limit)
+        params = detection.DBParams(opts.det_thresh, opts.det_box_thresh, opts.det_unclip_ratio, opts.det_max_candidates)
+        return policy, params
+
+    def det_shape(self, size: tuple[int, int], opts: Options) -> tuple[int, int]:
+        """(height, width) of the detection input for a page of ``size`` (width, height): what the
+        page's memory cost is sized by."""
+        w, h = size
+        return detection.resized_shape(h, w, self.stage_params(opts)[0])
+
+    async def read(self, img: np.ndarray, opts: Options | RequestOptions) -> PipelineResult:
+        """The text lines of one BGR image: detection -> crop -> [orientation] -> recognition.
+        ``opts``: as resolved by the service once for the request (a ``RequestOptions`` is
+        resolved here, for callers that drive the pipeline directly)."""
+        if isinstance(opts, RequestOptions):
+            opts = self.options(opts)
         s = self.settings
         call_origin.set(object())  # this page's model calls (a batcher merges only other pages' with them)
         timings: dict[str, float] = {}
-        use_cls = s.orientation_default if opts.use_textline_orientation is None else opts.use_textline_orientation
+        use_cls = opts.use_textline_orientation
         if use_cls and self.cls is None:
             raise InvalidRequest("use_textline_orientation needs a classifier model, and none is loaded")
-        eff = self.effective_settings(opts)
-        policy, params, score_thresh = eff.resize, eff.db, eff.rec_score_thresh
+        policy, params = self.stage_params(opts)
+        score_thresh = opts.rec_score_thresh
 
         # detection
         t0 = time.perf_counter()
@@ -244,7 +227,7 @@ class Pipeline:
                 else:
                     tensor, widths = await asyncio.to_thread(classification.preprocess, part, self.cls), None
                 probs = await self._classify(tensor, widths)
-                classification.apply(part, probs, self.cls, s.cls_thresh)
+                classification.apply(part, probs, self.cls, opts.cls_thresh)
                 crops[start:start + self.rec_batch] = part
             t3 = time.perf_counter()
             timings["classification"] = (t3 - t2) * 1000

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .results import PageResult
+
 
 class OCROptions(BaseModel):
     """Per-request overrides of the pipeline defaults. Omitted fields use the service defaults."""
@@ -67,6 +69,17 @@ class OCRResponse(BaseModel):
     page: int | None = Field(default=None, description="1-based page number, for PDF input")
     source: str | None = Field(default=None, description="the uploaded file's name, for multipart uploads")
     visualization: str | None = Field(default=None, description="base64 JPEG with boxes and text, when asked")
+
+    @classmethod
+    def of(cls, page: PageResult) -> OCRResponse:
+        """The native envelope of one page (the /v1 routes and `ocr local --json`)."""
+        m = page.models
+        return cls(
+            lines=[Line(text=ln.text, confidence=ln.confidence, box=ln.box) for ln in page.lines],
+            text=page.text, width=page.width, height=page.height,
+            model=ModelInfo(backend=m.backend, det=m.det, rec=m.rec, cls=m.cls, execution_providers=m.execution_providers),
+            timings_ms=page.timings_ms, page=page.page, source=page.source, visualization=page.visualization,
+        )
 
 
 class OCRBatchResponse(BaseModel):

@@ -4,7 +4,9 @@
 queue, rate limit, deadline), getting the bytes (base64, upload or an allow-listed URL),
 decoding images and PDF pages within the limits, running the pipeline on each page, and the
 optional visualisation. A route only maps its contract's request to ``Source``s and
-``PipelineOptions``, and the ``Processed`` result to its contract's envelope.
+``RequestOptions``, and the ``Processed`` result to its contract's envelope. The request's
+options are resolved once, here (``options.resolve``): its memory cost, every page and the
+envelope read the same ``Options``.
 
 Verbs: ``Admission.admit`` (may this job start), ``OCRService.process`` (one request),
 ``Pipeline.read`` (one page through the stages), ``InferenceBackend.run`` (one model call).
@@ -27,11 +29,11 @@ from .backends.base import InferenceBackend
 from .budget import MIB, PageCost, workspace_bytes
 from .errors import PayloadTooLarge
 from .imaging import decode_base64
+from .options import Options, RequestOptions
 from .pdf_render import PdfWorkers
-from .pipeline import EffectiveSettings, Pipeline, PipelineOptions
-from .schemas import Line, ModelInfo, OCRResponse
+from .pipeline import Pipeline
+from .results import DocumentResult, LineResult, ModelsUsed, PageResult, Processed
 from .settings import Settings
-from .stages import detection
 
 
 @dataclass(frozen=True)
@@ -45,22 +47,6 @@ class Source:
     kind: Literal["image", "pdf", "auto"] = "image"  # "auto": a PDF or an image, by content
     field: str = "image"  # the request field it came in, for error messages
     name: str | None = None  # an uploaded file's name, echoed in the result
-
-
-@dataclass
-class Document:
-    kind: Literal["image", "pdf"]
-    pages: list[OCRResponse]
-
-
-@dataclass
-class Processed:
-    documents: list[Document]
-    settings: EffectiveSettings  # what the request really ran with
-
-    @property
-    def pages(self) -> list[OCRResponse]:
-        return [page for doc in self.documents for page in doc.pages]
 
 
 class OCRService:
@@ -95,7 +81,7 @@ class OCRService:
         """The fixed input shapes of each model (shape buckets), or None."""
         return self.pipeline.input_shapes()
 
-    async def process(self, sources: list[Source], opts: PipelineOptions, *, visualize: bool = False) -> Processed:
+    async def process(self, sources: list[Source], asked: RequestOptions, *, visualize: bool = False) -> Processed:
         """OCR of every image and PDF page of ``sources``, in order, once admitted.
 
         Within a slot: every source's pages are counted and sized from their headers (no pixel
@@ -106,7 +92,7 @@ class OCRService:
         limit = self.settings.max_images_per_request
         if len(sources) > limit:
             raise PayloadTooLarge(f"more than the {limit} images allowed per request")
-        settings = self.pipeline.effective_settings(opts)
+        opts = self.pipeline.options(asked)  # once, for every page and the envelope
 
         async def job() -> Processed:
             budget = self.admission.budget
@@ -126,7 +112,7 @@ class OCRService:
                     probed.append((src, doc, t0))
                     if sum(len(d.sizes) for _, d, _ in probed) > limit:
                         raise PayloadTooLarge(f"more than the {limit} images (pages) allowed per request")
-                cost = max(self.page_cost(size, settings, doc.bytes_per_pixel, visualize)
+                cost = max(self.page_cost(size, opts, doc.bytes_per_pixel, visualize)
                            for _, doc, _ in probed for size in doc.sizes)
                 await budget.reserve(cost, self.settings.queue_timeout_s, "the largest page")
                 trim = bool(self.settings.malloc_trim_over_mib) and cost > self.settings.malloc_trim_over_mib * MIB
@@ -136,7 +122,7 @@ class OCRService:
                         if k and trim:
                             await asyncio.to_thread(memory.trim)
                         documents_read.append(await self._read_document(src, doc, t0, opts, visualize, trim))
-                    return Processed(documents_read, settings)
+                    return Processed(documents_read, opts)
                 finally:
                     budget.release(cost)
                     if trim:
@@ -146,11 +132,9 @@ class OCRService:
 
         return await self.admission.admit(job)
 
-    @staticmethod
-    def page_cost(size: tuple[int, int], settings: EffectiveSettings, bytes_per_pixel: int, visualize: bool) -> int:
-        w, h = size
-        dh, dw = detection.resized_shape(h, w, settings.resize)
-        return PageCost(w * h, dh * dw, bytes_per_pixel, visualize).bytes
+    def page_cost(self, size: tuple[int, int], opts: Options, bytes_per_pixel: int, visualize: bool) -> int:
+        dh, dw = self.pipeline.det_shape(size, opts)
+        return PageCost(size[0] * size[1], dh * dw, bytes_per_pixel, visualize).bytes
 
     async def _probe(self, src: Source) -> documents.Probed:
         s = self.settings
@@ -164,8 +148,8 @@ class OCRService:
         return await asyncio.to_thread(documents.probe, data, src.kind, s.max_pdf_pages, s.max_image_pixels,
                                        pdf=self.pdf)
 
-    async def _read_document(self, src: Source, doc: documents.Probed, t0: float, opts: PipelineOptions,
-                             visualize: bool, trim: bool) -> Document:
+    async def _read_document(self, src: Source, doc: documents.Probed, t0: float, opts: Options,
+                             visualize: bool, trim: bool) -> DocumentResult:
         pages = []
         try:
             for i in range(len(doc.sizes)):
@@ -182,22 +166,20 @@ class OCRService:
         finally:
             if doc.kind == "pdf":  # its renderer lets the document go
                 await asyncio.to_thread(self.pdf.forget, doc.key)
-        return Document(doc.kind, pages)
+        return DocumentResult(doc.kind, pages)
 
-    async def _visualization(self, res: OCRResponse, img: np.ndarray) -> str:
+    async def _visualization(self, res: PageResult, img: np.ndarray) -> str:
         jpeg = await asyncio.to_thread(visualize.draw, img, [ln.box for ln in res.lines], [ln.text for ln in res.lines],
                                        font=self.settings.visualize_font)
         return base64.b64encode(jpeg).decode()
 
-    async def read_page(self, img: np.ndarray, opts: PipelineOptions, t0: float | None = None) -> OCRResponse:
+    async def read_page(self, img: np.ndarray, opts: Options, t0: float | None = None) -> PageResult:
         """OCR of one decoded BGR image (t0: when decoding started, for the decode timing)."""
         t1 = time.perf_counter()
         t0 = t1 if t0 is None else t0
         result = await self.pipeline.read(img, opts)
-        lines = [
-            Line(text=ln.text, confidence=round(ln.confidence, 6), box=ln.box.round().astype(int).tolist())
-            for ln in result.lines
-        ]
+        lines = [LineResult(ln.text, round(ln.confidence, 6), ln.box.round().astype(int).tolist())
+                 for ln in result.lines]
         timings = {"decode": (t1 - t0) * 1000, **result.timings_ms}
         timings["total"] = (time.perf_counter() - t0) * 1000
         backend = self.backend.name
@@ -208,12 +190,11 @@ class OCRService:
         names = self.pipeline.model_names
         providers = self.backend.describe()
         used = {k: v for k, v in names.items() if v and (k != "cls" or result.used_cls)}
-        return OCRResponse(
+        return PageResult(
             lines=lines,
-            text="\n".join(ln.text for ln in lines),
             width=int(img.shape[1]),
             height=int(img.shape[0]),
-            model=ModelInfo(
+            models=ModelsUsed(
                 backend=self.backend.name,
                 det=names["det"] or "",
                 rec=names["rec"] or "",

@@ -21,7 +21,8 @@ from harness.localserver import LocalServer, free_port
 from preprocess_service.backends import create_backend
 from preprocess_service.backends.triton_endpoints import Endpoints, resolve_all, split_targets
 from preprocess_service.errors import BackendUnavailable
-from preprocess_service.pipeline import Pipeline, PipelineOptions
+from preprocess_service.options import RequestOptions
+from preprocess_service.pipeline import Pipeline
 from preprocess_service.settings import Settings
 from tests.helpers import b64, png_bytes, render_lines
 
@@ -43,7 +44,7 @@ async def _read_pages(settings: Settings, n: int, resolver=None, between=None):
         page = _page()
         texts = []
         for k in range(n):
-            got = await asyncio.gather(*(pipeline.read(page, PipelineOptions()) for _ in range(4)))
+            got = await asyncio.gather(*(pipeline.read(page, RequestOptions()) for _ in range(4)))
             texts += [[line.text for line in r.lines] for r in got]
             if between is not None:
                 await between(k, _backend_of(backend).endpoints)

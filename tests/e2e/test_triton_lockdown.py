@@ -17,7 +17,8 @@ import numpy as np
 
 from harness.localserver import free_port
 from preprocess_service.backends import create_backend
-from preprocess_service.pipeline import Pipeline, PipelineOptions
+from preprocess_service.options import RequestOptions
+from preprocess_service.pipeline import Pipeline
 from preprocess_service.settings import Settings
 from tests.conftest import MODELS, TRITON_VENV
 from tests.e2e.test_helm import by_kind, render
@@ -72,7 +73,7 @@ def test_the_rendered_restrictions_hold_on_a_real_triton(tmp_path):
             try:
                 pipeline = await Pipeline.create(settings, backend)
                 img = cv2.cvtColor(np.array(render_lines(["locked down"])), cv2.COLOR_RGB2BGR)
-                return [line.text for line in (await pipeline.read(img, PipelineOptions())).lines]
+                return [line.text for line in (await pipeline.read(img, RequestOptions())).lines]
             finally:
                 await backend.close()
 

@@ -9,7 +9,8 @@ import pytest
 from preprocess_service.backends import create_backend
 from preprocess_service.errors import InvalidRequest
 from preprocess_service.model_spec import ClsSpec, load_spec
-from preprocess_service.pipeline import Pipeline, PipelineOptions
+from preprocess_service.options import RequestOptions
+from preprocess_service.pipeline import Pipeline
 from preprocess_service.settings import Settings
 from preprocess_service.stages import classification
 from tests.conftest import run
@@ -50,7 +51,7 @@ def test_the_threshold_setting_reaches_the_pipeline(repository):
     """OCR_CLS_THRESH=1.0 (no crop is ever that sure): nothing is turned and the upside-down page
     reads wrong; the default threshold turns the lines and the page reads right."""
     page = to_bgr(render_lines(LINES, size=30).rotate(180))
-    opts = PipelineOptions(use_textline_orientation=True)
+    opts = RequestOptions(use_textline_orientation=True)
     default = run(_pipeline().read(page, opts))
     strict = run(_pipeline(cls_thresh=1.0).read(page, opts))
     assert default.used_cls and strict.used_cls
@@ -75,9 +76,9 @@ def test_a_set_with_orientation_on_and_no_classifier_is_refused_at_start(reposit
     pipe = _pipeline(model_set="ppocrv6_small", model_repository=_without_cls(repository, tmp_path))
     assert pipe.cls is None  # a set that does not need it starts without it ...
     page = to_bgr(render_lines(LINES, size=30))
-    assert run(pipe.read(page, PipelineOptions())).used_cls is False
+    assert run(pipe.read(page, RequestOptions())).used_cls is False
     with pytest.raises(InvalidRequest, match="needs a classifier model"):  # ... and a request asking for it is a 422
-        run(pipe.read(page, PipelineOptions(use_textline_orientation=True)))
+        run(pipe.read(page, RequestOptions(use_textline_orientation=True)))
 
 
 def _without_cls(repository, tmp_path):

@@ -44,6 +44,8 @@ def test_routes_do_not_reach_into_app_state_or_the_pipeline():
             if isinstance(node, ast.ImportFrom) and node.module:
                 assert not node.module.endswith(("imaging", "documents", "fetch", "visualize")), \
                     f"{path.name} decodes input itself ({node.module}): OCRService.process owns that"
+                assert not node.module.endswith("pipeline") and "stages" not in node.module.split("."), \
+                    f"{path.name} imports {node.module}: routes speak options (options.py) and results (results.py)"
 
 
 def test_app_state_is_read_in_one_place():
@@ -100,3 +102,12 @@ def test_every_error_code_has_one_http_status_and_only_the_api_knows_it():
         names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)} | {
             n.arg for n in ast.walk(tree) if isinstance(n, ast.keyword) and n.arg}
         assert not names & {"status_code", "headers"}, f"{rel} speaks HTTP ({sorted(names & {'status_code', 'headers'})})"
+
+
+def test_the_service_goes_through_the_pipeline_not_past_it():
+    """service.py sizes pages and reads them through the Pipeline (det_shape, options, read):
+    it imports no stage."""
+    tree = ast.parse((PACKAGE / "service.py").read_text())
+    modules = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert not any(m == "stages" or m.startswith("stages") or ".stages" in m for m in modules), modules

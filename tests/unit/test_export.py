@@ -117,7 +117,8 @@ def test_layout_dynamic_dims_and_config(exported):
 def test_the_service_loads_and_runs_the_exported_models(exported):
     from preprocess_service.backends import create_backend
     from preprocess_service.model_spec import DetSpec, RecSpec, load_spec
-    from preprocess_service.pipeline import Pipeline, PipelineOptions
+    from preprocess_service.options import RequestOptions
+    from preprocess_service.pipeline import Pipeline
     from preprocess_service.settings import Settings
     from tests.conftest import run
 
@@ -131,7 +132,7 @@ def test_the_service_loads_and_runs_the_exported_models(exported):
     run(pipe.warmup())  # includes the dictionary-vs-model class count check
     img = np.full((96, 160, 3), 255, np.uint8)
     img[30:60, 20:140] = 0
-    result = run(pipe.read(img, PipelineOptions(rec_score_thresh=0.0)))
+    result = run(pipe.read(img, RequestOptions(rec_score_thresh=0.0)))
     assert all(set(ln.text) <= set(CHARS) | {" "} for ln in result.lines)  # untrained nets: any text, valid chars
 
 

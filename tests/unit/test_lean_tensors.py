@@ -14,7 +14,8 @@ from export_scripts import ctc_head
 from export_scripts.fetch_models import MODELS, WHEEL_FILE, _read
 from preprocess_service.backends import create_backend
 from preprocess_service.imaging import decode_image
-from preprocess_service.pipeline import Pipeline, PipelineOptions
+from preprocess_service.options import RequestOptions
+from preprocess_service.pipeline import Pipeline
 from preprocess_service.settings import Settings
 from tests.conftest import ROOT, run
 
@@ -47,8 +48,8 @@ def test_lean_models_read_the_same_lines_as_float_models(tmp_path, repository, e
     moved = lines = 0
     for item in load_items(eval_dir):
         img = decode_image(item.image.read_bytes(), 10**8)
-        a = run(lean.read(img, PipelineOptions()))
-        b = run(full.read(img, PipelineOptions()))
+        a = run(lean.read(img, RequestOptions()))
+        b = run(full.read(img, RequestOptions()))
         assert [ln.text for ln in a.lines] == [ln.text for ln in b.lines], item.name
         # the uint8 map can move a box edge by one detection pixel (the map is 960 px on its long side)
         one_det_pixel = max(img.shape[:2]) / 960 + 1

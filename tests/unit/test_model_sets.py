@@ -7,7 +7,8 @@ import pytest
 from evaluation.scoring import PredLine, Rule, score_item
 from preprocess_service.backends import create_backend
 from preprocess_service.imaging import decode_image
-from preprocess_service.pipeline import Pipeline, PipelineOptions
+from preprocess_service.options import RequestOptions
+from preprocess_service.pipeline import Pipeline
 from preprocess_service.settings import Settings
 from tests.conftest import run
 from tests.helpers import PHOTOTEST, render_lines, to_bgr
@@ -24,7 +25,7 @@ def _pipeline(model_set: str) -> Pipeline:
 def test_model_set_reads_a_page(model_set, max_cer, eval_dir):
     pipe = _pipeline(model_set)
     img = decode_image((eval_dir / "tess_phototest.png").read_bytes(), 10**8)
-    result = run(pipe.read(img, PipelineOptions()))
+    result = run(pipe.read(img, RequestOptions()))
     score = score_item([PredLine(ln.text) for ln in result.lines], PHOTOTEST, Rule())
     assert score.cer <= max_cer, [ln.text for ln in result.lines]
     assert result.used_cls is (model_set == "ppocrv5_mobile")
@@ -34,7 +35,7 @@ def test_v5_classifier_turns_upside_down_lines():
     pipe = _pipeline("ppocrv5_mobile")
     lines = ["Quarterly report 2026", "Shipping address below"]
     img = to_bgr(render_lines(lines, size=30).rotate(180))
-    result = run(pipe.read(img, PipelineOptions()))
+    result = run(pipe.read(img, RequestOptions()))
     assert sorted(ln.text for ln in result.lines) == sorted(lines)
-    without = run(pipe.read(img, PipelineOptions(use_textline_orientation=False)))
+    without = run(pipe.read(img, RequestOptions(use_textline_orientation=False)))
     assert sorted(ln.text for ln in without.lines) != sorted(lines)

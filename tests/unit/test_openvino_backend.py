@@ -16,7 +16,8 @@ from preprocess_service.backends import create_backend, request_deadline
 from preprocess_service.backends.openvino_backend import OpenVinoBackend, OpenVinoOptions
 from preprocess_service.errors import DeadlineExceeded
 from preprocess_service.imaging import decode_image
-from preprocess_service.pipeline import CTC_ARGMAX, CTC_MAX_PROB, PROB_U8, Pipeline, PipelineOptions
+from preprocess_service.options import RequestOptions
+from preprocess_service.pipeline import CTC_ARGMAX, CTC_MAX_PROB, PROB_U8, Pipeline
 from preprocess_service.settings import Settings
 from preprocess_service.stages import crop, detection, recognition
 from tests.conftest import run
@@ -62,7 +63,7 @@ def test_detection_maps_match_onnxruntime(pipelines, images):
     """prob_u8 of the served detection model: equal or one step (1/255) apart, on real pages of
     different shapes (the dynamic input takes every one without re-compiling)."""
     pipe = pipelines["onnxruntime"]
-    policy = pipe.effective_settings(PipelineOptions()).resize
+    policy, _ = pipe.stage_params(pipe.options(RequestOptions()))
     shapes = set()
     for name in DET_IMAGES:
         tensor = detection.preprocess(images[name], pipe.det, policy, uint8=True).tensor
@@ -77,12 +78,12 @@ def test_detection_maps_match_onnxruntime(pipelines, images):
 
 def test_recognition_argmax_matches_onnxruntime_on_real_crops(pipelines, images):
     pipe = pipelines["onnxruntime"]
-    eff = pipe.effective_settings(PipelineOptions())
+    policy, params = pipe.stage_params(pipe.options(RequestOptions()))
     crops = []
     for name in REC_IMAGES:
-        det_in = detection.preprocess(images[name], pipe.det, eff.resize, uint8=True)
+        det_in = detection.preprocess(images[name], pipe.det, policy, uint8=True)
         prob = run(pipe._detect(det_in.tensor))
-        crops += crop.crop_all(images[name], pipe._boxes(prob, det_in, eff.db))
+        crops += crop.crop_all(images[name], pipe._boxes(prob, det_in, params))
     batches = recognition.plan_batches(crops, pipe.rec, 4, uint8=True)
     assert len(crops) >= 30 and len({b.tensor.shape[2] for b in batches}) >= 5  # widths vary
     for batch in batches:
@@ -96,8 +97,8 @@ def test_recognition_argmax_matches_onnxruntime_on_real_crops(pipelines, images)
 def test_the_pipeline_reads_the_same_text_as_onnxruntime(pipelines, images):
     lines = 0
     for name in PIPELINE_IMAGES:
-        a = run(pipelines["onnxruntime"].read(images[name], PipelineOptions()))
-        b = run(pipelines["openvino"].read(images[name], PipelineOptions()))
+        a = run(pipelines["onnxruntime"].read(images[name], RequestOptions()))
+        b = run(pipelines["openvino"].read(images[name], RequestOptions()))
         assert [ln.text for ln in b.lines] == [ln.text for ln in a.lines], name
         for x, y in zip(a.lines, b.lines):
             assert abs(x.confidence - y.confidence) < 0.01, (name, x.text)

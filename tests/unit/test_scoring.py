@@ -8,7 +8,7 @@ import pytest
 
 from evaluation.scoring import RULES, PredLine, Rule, distance, normalize, score_item
 from preprocess_service.imaging import decode_image
-from preprocess_service.pipeline import PipelineOptions
+from preprocess_service.options import RequestOptions
 from tests.conftest import run
 
 
@@ -86,7 +86,7 @@ def test_accuracy_on_the_evaluation_set(pipeline, eval_dir):
     assert {it.name for it in items} == set(ours["per_image"])
     for item in items:
         img = decode_image(item.data, 10**8)
-        result = run(pipeline.read(img, PipelineOptions()))
+        result = run(pipeline.read(img, RequestOptions()))
         s = score_item([PredLine(ln.text, ln.box.tolist()) for ln in result.lines], item.gt_lines, item.rule, item.dont_care)
         errors += s.errors
         chars += s.gt_chars

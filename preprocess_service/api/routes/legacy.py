@@ -13,7 +13,7 @@ import re
 
 from fastapi import APIRouter
 
-from ...pipeline import PipelineOptions
+from ...options import RequestOptions
 from ...schemas import ErrorResponse, LegacyRequest, LegacyResponse
 from ...service import Source
 from ..deps import KeyIdentity, ServiceDep
@@ -40,5 +40,5 @@ def unwrap(value: str) -> str:
 async def image_label(body: LegacyRequest, identity: KeyIdentity, service: ServiceDep) -> LegacyResponse:
     """Text lines of one image, in reading order (the original API)."""
     source = Source(unwrap(body.base64string), field="base64string")
-    done = await service.process([source], PipelineOptions())
+    done = await service.process([source], RequestOptions())
     return LegacyResponse(Ocr_Output=[ln.text for ln in done.pages[0].lines])

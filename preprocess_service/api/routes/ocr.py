@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import ValidationError
 
 from ...errors import InvalidRequest
-from ...pipeline import PipelineOptions
+from ...options import RequestOptions
 from ...schemas import ErrorResponse, OCRBatchRequest, OCRBatchResponse, OCROptions, OCRRequest, OCRResponse
 from ...service import Source
 from ..deps import Identity, ServiceDep
@@ -28,23 +28,23 @@ _ERRORS: dict[int | str, dict] = {
 }
 
 
-def pipeline_options(req: OCROptions) -> PipelineOptions:
-    return PipelineOptions(**req.model_dump(include=set(PipelineOptions.__dataclass_fields__)))
+def request_options(req: OCROptions) -> RequestOptions:
+    return RequestOptions(**req.model_dump(include=set(RequestOptions.__dataclass_fields__)))
 
 
 @router.post("/v1/ocr", response_model=OCRResponse, responses=_ERRORS)
 async def ocr(req: OCRRequest, identity: Identity, service: ServiceDep) -> OCRResponse:
     """Every line of text in the image, with its box and confidence, in reading order."""
-    done = await service.process([Source(req.image)], pipeline_options(req), visualize=req.visualize)
-    return done.pages[0]
+    done = await service.process([Source(req.image)], request_options(req), visualize=req.visualize)
+    return OCRResponse.of(done.pages[0])
 
 
 @router.post("/v1/ocr/batch", response_model=OCRBatchResponse, responses=_ERRORS)
 async def ocr_batch(req: OCRBatchRequest, identity: Identity, service: ServiceDep) -> OCRBatchResponse:
     """Several images (or PDFs) in one JSON request; one result per image or page, in order."""
     sources = [Source(v, kind="auto", field=f"images[{i}]") for i, v in enumerate(req.images)]
-    done = await service.process(sources, pipeline_options(req), visualize=req.visualize)
-    return OCRBatchResponse(results=done.pages)
+    done = await service.process(sources, request_options(req), visualize=req.visualize)
+    return OCRBatchResponse(results=[OCRResponse.of(p) for p in done.pages])
 
 
 @router.post("/v1/ocr/upload", responses={**_ERRORS, 200: {"description": "One file: the /v1/ocr result; "
@@ -59,8 +59,8 @@ async def ocr_upload(identity: Identity, service: ServiceDep,
     except (ValueError, ValidationError):
         raise InvalidRequest("options must be a JSON object of valid /v1/ocr options") from None
     sources = [Source(f.read, encoding="raw", kind="auto", field="file", name=f.filename) for f in file]
-    done = await service.process(sources, pipeline_options(opts), visualize=opts.visualize)
-    pages = done.pages
+    done = await service.process(sources, request_options(opts), visualize=opts.visualize)
+    pages = [OCRResponse.of(p) for p in done.pages]
     if len(pages) == 1 and pages[0].page is None:
         return pages[0]
     return OCRBatchResponse(results=pages)

@@ -13,9 +13,10 @@ from fastapi import APIRouter
 
 from ...errors import InvalidRequest
 from ...logs import request_id
-from ...pipeline import PipelineOptions
+from ...options import RequestOptions
+from ...results import Processed
 from ...schemas import PaddleXOCRPage, PaddleXOCRRequest, PaddleXPrunedResult, PaddleXResponse, PaddleXResult
-from ...service import Processed, Source
+from ...service import Source
 from ..deps import Identity, ServiceDep
 from ..errors import PaddleXRoute
 
@@ -27,7 +28,7 @@ def _axis_box(poly: list[list[int]]) -> list[int]:
     return [min(xs), min(ys), max(xs), max(ys)]
 
 
-def _request(body: PaddleXOCRRequest, url_input_enabled: bool) -> tuple[Source, PipelineOptions]:
+def _request(body: PaddleXOCRRequest, url_input_enabled: bool) -> tuple[Source, RequestOptions]:
     """PaddleX's request -> our source and options; what we cannot do is a 422."""
     is_url = body.file.startswith(("http://", "https://"))
     if is_url and not url_input_enabled:
@@ -40,7 +41,7 @@ def _request(body: PaddleXOCRRequest, url_input_enabled: bool) -> tuple[Source, 
         raise InvalidRequest("fileType must be 0 (PDF) or 1 (image)")
     kind = {None: "auto", 0: "pdf", 1: "image"}[body.fileType]
     source = Source(body.file, encoding="url" if is_url else "base64", kind=kind, field="file")  # type: ignore[arg-type]
-    opts = PipelineOptions(
+    opts = RequestOptions(
         det_limit_side_len=body.textDetLimitSideLen, det_thresh=body.textDetThresh,
         det_box_thresh=body.textDetBoxThresh, det_unclip_ratio=body.textDetUnclipRatio,
         rec_score_thresh=body.textRecScoreThresh, use_textline_orientation=body.useTextlineOrientation,
@@ -49,10 +50,10 @@ def _request(body: PaddleXOCRRequest, url_input_enabled: bool) -> tuple[Source, 
 
 
 def _response(done: Processed) -> PaddleXResponse:
-    eff = done.settings
+    opts = done.options
     text_det_params = {
-        "limit_side_len": eff.resize.limit_side_len, "limit_type": "max", "max_side_limit": eff.resize.max_side_limit,
-        "thresh": eff.db.thresh, "box_thresh": eff.db.box_thresh, "unclip_ratio": eff.db.unclip_ratio,
+        "limit_side_len": opts.det_limit_side_len, "limit_type": "max", "max_side_limit": opts.det_max_side_limit,
+        "thresh": opts.det_thresh, "box_thresh": opts.det_box_thresh, "unclip_ratio": opts.det_unclip_ratio,
     }
     pages = done.pages
     ocr_results = []
@@ -60,8 +61,8 @@ def _response(done: Processed) -> PaddleXResponse:
         polys = [ln.box for ln in res.lines]
         ocr_results.append(PaddleXOCRPage(
             prunedResult=PaddleXPrunedResult(
-                model_settings={"use_doc_preprocessor": False, "use_textline_orientation": res.model.cls is not None},
-                text_det_params=text_det_params, text_rec_score_thresh=eff.rec_score_thresh,
+                model_settings={"use_doc_preprocessor": False, "use_textline_orientation": res.models.cls is not None},
+                text_det_params=text_det_params, text_rec_score_thresh=opts.rec_score_thresh,
                 rec_texts=[ln.text for ln in res.lines], rec_scores=[ln.confidence for ln in res.lines],
                 rec_polys=polys, rec_boxes=[_axis_box(p) for p in polys], dt_polys=polys,
                 textline_orientation_angles=[-1] * len(polys),
