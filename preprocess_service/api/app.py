@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         chosen = backend or create_backend(settings)
+        context.remote = chosen.remote
         install_drain_on_sigterm()
         tasks = []
         try:

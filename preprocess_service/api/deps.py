@@ -14,7 +14,7 @@ from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBear
 
 from ..admission import Admission
 from ..auth import TokenStore
-from ..errors import BackendUnavailable, NotReady, Unauthorized
+from ..errors import BackendUnavailable, NotReady, OCRError, Unauthorized
 from ..service import OCRService
 from ..settings import Settings
 
@@ -27,6 +27,15 @@ class AppContext:
     tokens: TokenStore
     admission: Admission
     service: OCRService | None = None
+    remote: bool = False  # the backend is another server (asked of the backend when it is made)
+
+    def not_serving_yet(self) -> OCRError:
+        """What an OCR request gets before the service is up: a remote backend may come later
+        (503 backend_unavailable, retry shortly), local models are still loading (503 not_ready)."""
+        if self.remote:
+            return BackendUnavailable("the inference server is not serving the models yet; retry shortly",
+                                      retry_after_s=5)
+        return NotReady("the models are still loading")
 
 
 def get_context(request: Request) -> AppContext:
@@ -38,9 +47,7 @@ Context = Annotated[AppContext, Depends(get_context)]
 
 def get_service(ctx: Context) -> OCRService:
     if ctx.service is None:
-        if ctx.settings.backend == "triton":
-            raise BackendUnavailable("the inference server is not serving the models yet; retry shortly", retry_after_s=5)
-        raise NotReady("the models are still loading")
+        raise ctx.not_serving_yet()
     return ctx.service
 
 

@@ -32,12 +32,10 @@ from starlette.routing import Match
 from .. import budget, metrics
 from ..auth import bearer_token
 from ..errors import (
-    BackendUnavailable,
     BadRequest,
     MemoryBudgetBusy,
     MethodNotAllowed,
     NotFound,
-    NotReady,
     OCRError,
     PayloadTooLarge,
     RequestTimeout,
@@ -120,10 +118,7 @@ class Ingress:
             too_large = PayloadTooLarge(f"request body of {length} bytes is over the {self.max_bytes}-byte limit")
             return await self._reject(scope, receive, send, self._count(render, too_large))
         if route is not None and self.context.service is None:
-            waiting: OCRError = (
-                BackendUnavailable("the inference server is not serving the models yet; retry shortly", retry_after_s=5)
-                if self.context.settings.backend == "triton" else NotReady("the models are still loading"))
-            return await self._reject(scope, receive, send, self._count(render, waiting))
+            return await self._reject(scope, receive, send, self._count(render, self.context.not_serving_yet()))
         cost = budget.BODY_FACTOR * (length if length is not None else self.max_bytes)
         pool = self.context.admission.budget
         if not pool.try_reserve(cost):

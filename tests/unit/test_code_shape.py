@@ -111,3 +111,11 @@ def test_the_service_goes_through_the_pipeline_not_past_it():
     modules = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
     assert not any(m == "stages" or m.startswith("stages") or ".stages" in m for m in modules), modules
+
+
+def test_the_api_asks_the_backend_whether_it_is_remote():
+    """No module of api/ decides by the backend's name (a new remote backend must not need them
+    changed): it asks the backend (``InferenceBackend.remote``)."""
+    for path in (PACKAGE / "api").rglob("*.py"):
+        text = path.read_text()
+        assert '== "triton"' not in text and '!= "triton"' not in text, path.name

@@ -33,7 +33,7 @@ async def readyz(ctx: Context) -> JSONResponse:
         return _readiness(False, s.backend, models, None, "shutting down", 503)
     service = ctx.service
     if service is None:
-        if s.backend == "triton":
+        if ctx.remote:
             return _readiness(True, s.backend, models, False, "the inference server is not serving the models yet: "
                               "OCR requests get 503 backend_unavailable", 200)
         return _readiness(False, s.backend, models, False, "loading models", 503)
