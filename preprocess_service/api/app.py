@@ -123,15 +123,11 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
     )
     app.state.context = context
     errors.install(app)
-    app.include_router(health.router)
-    app.include_router(ocr.router)
-    app.include_router(legacy.router)
-    app.include_router(paddlex.router)
-    app.include_router(demo.router)
-    app.include_router(docs.router)
+    routers = (health.router, ocr.router, legacy.router, paddlex.router, demo.router, docs.router, metrics_route.router)
+    for router in routers:
+        app.include_router(router)
     app.mount(docs.ASSETS_URL, docs.ASSETS, name="docs-assets")
-    app.include_router(metrics_route.router)
-    app.add_middleware(Ingress, context=context)
+    app.add_middleware(Ingress, context=context, routers=routers)  # the gate finds the body routes in them
     if settings.cors_origins:  # off unless origins are configured
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],

@@ -149,9 +149,13 @@ def _answer(request: Request, exc: Exception, render: Callable[[OCRError], JSONR
 
 class EnvelopeRoute(APIRoute):
     """A body-taking route: its errors (auth and validation included) are written by ``render``,
-    and its JSON body is parsed in a worker thread (``api.body``)."""
+    its token is checked by the ingress gate from ``auth`` (``bearer``: the Authorization header;
+    ``key``: the ``?key=`` query value) before its body is read, and its JSON body is parsed in a
+    worker thread (``api.body``). The gate finds these routes in the app's route table: a new
+    envelope is a route module with its own subclass, and no list elsewhere."""
 
     render: Callable[[OCRError], JSONResponse] = staticmethod(native)
+    auth: str = "bearer"
 
     def get_route_handler(self) -> Callable:
         handler = super().get_route_handler()
@@ -167,6 +171,7 @@ class EnvelopeRoute(APIRoute):
 
 class LegacyRoute(EnvelopeRoute):
     render = staticmethod(legacy)
+    auth = "key"
 
 
 class PaddleXRoute(EnvelopeRoute):

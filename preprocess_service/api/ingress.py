@@ -48,20 +48,10 @@ from .deps import AppContext
 
 Renderer = Callable[[OCRError], JSONResponse]
 
-# The routes that take a body and a token, and the envelope their errors use.
 # A request of this API is a few objects (its options, up to OCR_MAX_IMAGES_PER_REQUEST images):
 # these caps are far above any of them and far below what makes parsing cost a multiple of the body.
 MAX_JSON_CONTAINERS = 1000
 MAX_JSON_KEYS = 1000
-
-PROTECTED: dict[str, tuple[str, Renderer]] = {
-    "/v1/ocr": ("bearer", envelopes.native),
-    "/v1/ocr/batch": ("bearer", envelopes.native),
-    "/v1/ocr/upload": ("bearer", envelopes.native),
-    "/ocr": ("bearer", envelopes.paddlex),
-    "/image_label": ("key", envelopes.legacy),
-}
-
 
 def _header(scope, name: bytes) -> str | None:
     for k, v in scope.get("headers") or ():
@@ -78,13 +68,15 @@ def _query_key(scope) -> str | None:
 
 
 class Ingress:
-    def __init__(self, app, context: AppContext):
+    def __init__(self, app, context: AppContext, routers: tuple = ()):
         self.app = app
         self.context = context
+        self.routers = routers  # the app's routers: the body-taking routes are found in them
         s: Settings = context.settings
         self.max_bytes = s.max_body_bytes
         self.idle_timeout_s = s.body_idle_timeout_s
         self.total_timeout_s = s.body_timeout_s
+        self._routes: dict[str, tuple[str, Renderer]] | None = None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -94,7 +86,7 @@ class Ingress:
             return await self._reject(scope, receive, send, self._count(envelopes.native, refused))
         if scope["method"] != "POST":
             return await self.app(scope, receive, send)
-        route = PROTECTED.get(scope["path"])
+        route = self._protected(scope).get(scope["path"])
         if route is None:  # no other route takes a body: refused before a byte of it is read
             return await self._reject(scope, receive, send, self._count(envelopes.native, self._no_body_route(scope)))
         render: Renderer = route[1]
@@ -148,6 +140,14 @@ class Ingress:
         finally:
             budget.body_hold.reset(hold_token)
             hold.answered()  # released now, or when a job abandoned still running ends
+
+    def _protected(self, scope) -> dict[str, tuple[str, Renderer]]:
+        """The body-taking routes and how each authenticates and answers: every ``EnvelopeRoute``
+        that takes POST in the routers the app includes (``routers``), read once."""
+        if self._routes is None:
+            self._routes = {r.path: (r.auth, type(r).render) for router in self.routers for r in router.routes
+                            if isinstance(r, envelopes.EnvelopeRoute) and "POST" in (r.methods or ())}
+        return self._routes
 
     async def _read(self, receive) -> bytes | OCRError | None:
         """The whole body, or why not: too slow (408), too large (413), the client gone (None), or

@@ -183,3 +183,19 @@ async def test_the_json_structure_caps_hold_at_their_edge(make_app):
     assert at_cap.status_code == 422 and at_cap.json()["error"]["code"] == "invalid_request", at_cap.text[:300]
     for r in (over, over_keys):
         assert r.status_code == 413 and "objects and arrays" in r.json()["error"]["message"], r.text[:300]
+
+
+async def test_the_gate_takes_its_routes_from_the_route_table(make_app):
+    """The ingress gate has no list of its own: every POST route of the app (its OpenAPI) is
+    a body-taking route the gate authenticates, each with its contract's way of presenting a token."""
+    from preprocess_service.api.ingress import Ingress
+
+    app = make_app()
+    gate = next(m for m in app.user_middleware if m.cls is Ingress)
+    ingress = Ingress(None, **gate.kwargs)
+    table = ingress._protected({"app": app})
+    posts = {path for path, ops in app.openapi()["paths"].items() if "post" in ops}
+    assert set(table) == posts == {"/v1/ocr", "/v1/ocr/batch", "/v1/ocr/upload", "/ocr", "/image_label"}
+    assert {path: auth for path, (auth, _) in table.items()} == {
+        "/v1/ocr": "bearer", "/v1/ocr/batch": "bearer", "/v1/ocr/upload": "bearer", "/ocr": "bearer",
+        "/image_label": "key"}
