@@ -28,7 +28,7 @@ import json
 import resource
 import struct
 import sys
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 HEADER = struct.Struct(">I")
 PAYLOAD = struct.Struct(">Q")
@@ -99,12 +99,64 @@ def _drop_fourth(line: memoryview, row: int) -> bytes:
     return bytes(out)
 
 
-def main() -> int:
-    import pypdfium2 as pdfium
+class _Worker:
+    """The open document (pdfium reads it from ``data``, which lives as long as it) and the tasks."""
 
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    pdf = None
-    data = b""  # pdfium reads the document from this buffer: it lives as long as the document
+    def __init__(self, stdout: BinaryIO):
+        import pypdfium2 as pdfium
+
+        self.pdfium = pdfium
+        self.out = stdout
+        self.pdf: Any = None  # a pypdfium2 PdfDocument
+        self.data = b""
+
+    def close(self) -> None:
+        if self.pdf is not None:
+            self.pdf.close()
+            self.pdf = None
+        self.data = b""
+
+    def open(self, payload: bytes) -> None:
+        self.close()
+        self.data = payload
+        try:
+            pdf = self.pdf = self.pdfium.PdfDocument(self.data)
+        except self.pdfium.PdfiumError:
+            return write_message(self.out, {"error": "open", "message": "cannot be opened"})
+        sizes = []
+        for i in range(len(pdf)):  # from the page tree: no page is loaded or parsed
+            try:
+                sizes.append(list(pdf.get_page_size(i)))
+            except (self.pdfium.PdfiumError, IndexError, ValueError):
+                break
+        if len(sizes) < len(pdf):
+            return write_message(self.out, {"error": "page", "index": len(sizes)})
+        write_message(self.out, {"sizes": sizes})
+
+    def render(self, index: int, scale: float) -> None:
+        if self.pdf is None:
+            return write_message(self.out, {"error": "open", "message": "no document is open"})
+        try:
+            page = self.pdf[index]
+        except (self.pdfium.PdfiumError, IndexError, ValueError):
+            return write_message(self.out, {"error": "page", "index": index})
+        try:
+            bitmap = page.render(scale=scale, draw_annots=True)
+        except self.pdfium.PdfiumError:
+            return write_message(self.out, {"error": "render", "index": index})
+        finally:
+            page.close()
+        try:
+            if bitmap.mode not in ("BGR", "BGRX", "BGRA"):  # not what pdfium renders a page to
+                return write_message(self.out, {"error": "render", "index": index})
+            _send_bgr(self.out, bitmap)
+        finally:
+            bitmap.close()
+
+
+def main() -> int:
+    stdin = sys.stdin.buffer
+    worker = _Worker(sys.stdout.buffer)
     while True:
         message = read_message(stdin)
         if message is None:
@@ -113,59 +165,16 @@ def main() -> int:
         _allow(int(task.get("allow", 0)))
         try:
             if task["op"] == "open":
-                if pdf is not None:
-                    pdf.close()
-                    pdf = None
-                data = payload
-                try:
-                    pdf = pdfium.PdfDocument(data)
-                except pdfium.PdfiumError:
-                    write_message(stdout, {"error": "open", "message": "cannot be opened"})
-                    continue
-                sizes = []
-                for i in range(len(pdf)):  # from the page tree: no page is loaded or parsed
-                    try:
-                        sizes.append(list(pdf.get_page_size(i)))
-                    except (pdfium.PdfiumError, IndexError, ValueError):
-                        break
-                if len(sizes) < len(pdf):
-                    write_message(stdout, {"error": "page", "index": len(sizes)})
-                else:
-                    write_message(stdout, {"sizes": sizes})
+                worker.open(payload)
             elif task["op"] == "render":
-                if pdf is None:
-                    write_message(stdout, {"error": "open", "message": "no document is open"})
-                    continue
-                index = int(task["index"])
-                try:
-                    page = pdf[index]
-                except (pdfium.PdfiumError, IndexError, ValueError):
-                    write_message(stdout, {"error": "page", "index": index})
-                    continue
-                try:
-                    bitmap = page.render(scale=float(task["scale"]), draw_annots=True)
-                except pdfium.PdfiumError:
-                    write_message(stdout, {"error": "render", "index": index})
-                    continue
-                finally:
-                    page.close()
-                try:
-                    if bitmap.mode not in ("BGR", "BGRX", "BGRA"):  # not what pdfium renders a page to
-                        write_message(stdout, {"error": "render", "index": index})
-                        continue
-                    _send_bgr(stdout, bitmap)
-                finally:
-                    bitmap.close()
+                worker.render(int(task["index"]), float(task["scale"]))
             elif task["op"] == "close":
-                if pdf is not None:
-                    pdf.close()
-                    pdf = None
-                data = b""
-                write_message(stdout, {})
+                worker.close()
+                write_message(worker.out, {})
             else:
-                write_message(stdout, {"error": "render", "message": f"unknown task {task['op']!r}"})
+                write_message(worker.out, {"error": "render", "message": f"unknown task {task['op']!r}"})
         except MemoryError:
-            write_message(stdout, {"error": "memory"})
+            write_message(worker.out, {"error": "memory"})
             return 3
 
 

@@ -193,7 +193,6 @@ class Pipeline:
         resolved here, for callers that drive the pipeline directly)."""
         if isinstance(opts, RequestOptions):
             opts = self.options(opts)
-        s = self.settings
         call_origin.set(object())  # this page's model calls (a batcher merges only other pages' with them)
         timings: dict[str, float] = {}
         use_cls = opts.use_textline_orientation
@@ -219,20 +218,36 @@ class Pipeline:
         timings["crop"] = (t2 - t1) * 1000
 
         if use_cls:
-            assert self.cls is not None
-            for start in range(0, len(crops), self.rec_batch):
-                part = crops[start:start + self.rec_batch]
-                if self._has_uint8_head(self.cls.name):
-                    tensor, widths = await asyncio.to_thread(classification.preprocess_u8, part, self.cls)
-                else:
-                    tensor, widths = await asyncio.to_thread(classification.preprocess, part, self.cls), None
-                probs = await self._classify(tensor, widths)
-                classification.apply(part, probs, self.cls, opts.cls_thresh)
-                crops[start:start + self.rec_batch] = part
+            await self._orient(crops, opts.cls_thresh)
             t3 = time.perf_counter()
             timings["classification"] = (t3 - t2) * 1000
             t2 = t3
 
+        texts = await self._read_crops(crops)
+        timings["recognition"] = (time.perf_counter() - t2) * 1000
+
+        lines = []
+        for box, (text, conf) in zip(boxes, texts):
+            if text and conf >= score_thresh:
+                lines.append(TextLine(text=text, confidence=conf, box=box))
+        return PipelineResult(lines=lines, used_cls=use_cls, timings_ms=timings)
+
+    async def _orient(self, crops: list[np.ndarray], thresh: float) -> None:
+        """Turn the crops the classifier finds upside down (at least ``thresh`` sure), in place."""
+        assert self.cls is not None
+        for start in range(0, len(crops), self.rec_batch):
+            part = crops[start:start + self.rec_batch]
+            if self._has_uint8_head(self.cls.name):
+                tensor, widths = await asyncio.to_thread(classification.preprocess_u8, part, self.cls)
+            else:
+                tensor, widths = await asyncio.to_thread(classification.preprocess, part, self.cls), None
+            probs = await self._classify(tensor, widths)
+            classification.apply(part, probs, self.cls, thresh)
+            crops[start:start + self.rec_batch] = part
+
+    async def _read_crops(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
+        """(text, confidence) of every crop, in order: batched by width, the batches at once."""
+        s = self.settings
         batches = await asyncio.to_thread(
             recognition.plan_batches, crops, self.rec, self.rec_batch, s.rec_width_multiple, s.rec_min_width,
             self._has_uint8_head(self.rec.name), self.rec_widths,
@@ -242,15 +257,8 @@ class Pipeline:
         for b, results in zip(batches, decoded):
             for i, res in zip(b.indices, results):
                 texts[i] = res
-        timings["recognition"] = (time.perf_counter() - t2) * 1000
-
-        lines = []
-        for box, read in zip(boxes, texts):
-            assert read is not None
-            text, conf = read
-            if text and conf >= score_thresh:
-                lines.append(TextLine(text=text, confidence=conf, box=box))
-        return PipelineResult(lines=lines, used_cls=use_cls, timings_ms=timings)
+        assert all(t is not None for t in texts)
+        return texts  # type: ignore[return-value]
 
     @staticmethod
     def _boxes(prob: np.ndarray, det_in: detection.DetInput, params: detection.DBParams) -> list[np.ndarray]:

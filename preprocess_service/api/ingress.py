@@ -89,28 +89,11 @@ class Ingress:
         route = self._protected(scope).get(scope["path"])
         if route is None:  # no other route takes a body: refused before a byte of it is read
             return await self._reject(scope, receive, send, self._count(envelopes.native, self._no_body_route(scope)))
-        render: Renderer = route[1]
-        if route is not None:
-            kind = route[0]
-            presented = _query_key(scope) if kind == "key" else bearer_token(_header(scope, b"authorization"))
-            identity = self.context.tokens.identify(presented)
-            if identity is None:
-                message = "Authentification error" if kind == "key" else "missing or invalid bearer token"
-                return await self._reject(scope, receive, send, self._count(render, Unauthorized(message)))
-            try:  # the token's rate limit, from the headers: a 429 costs no body either
-                self.context.admission.check_rate(identity)
-            except OCRError as limited:
-                return await self._reject(scope, receive, send, self._count(render, limited))
-        declared = _header(scope, b"content-length")
-        try:
-            length = int(declared) if declared is not None else None
-        except ValueError:
-            length = None
-        if length is not None and length > self.max_bytes:
-            too_large = PayloadTooLarge(f"request body of {length} bytes is over the {self.max_bytes}-byte limit")
-            return await self._reject(scope, receive, send, self._count(render, too_large))
-        if route is not None and self.context.service is None:
-            return await self._reject(scope, receive, send, self._count(render, self.context.not_serving_yet()))
+        kind, render = route
+        length = self._declared_length(scope)
+        refused = self._before_the_body(scope, kind, length)
+        if refused is not None:
+            return await self._reject(scope, receive, send, self._count(render, refused))
         cost = budget.BODY_FACTOR * (length if length is not None else self.max_bytes)
         pool = self.context.admission.budget
         if not pool.try_reserve(cost):
@@ -119,27 +102,56 @@ class Ingress:
         hold = budget.BodyHold(pool, cost)
         hold_token = budget.body_hold.set(hold)
         try:
-            body = await self._read(receive)
-            if isinstance(body, OCRError):
-                return await self._reject(scope, receive, send, self._count(render, body))
-            if body is None:  # the client went away
-                return None
-            shape = self._json_shape(scope, body)
-            if shape is not None:
-                return await self._reject(scope, receive, send, self._count(render, shape))
-            replayed = False
-
-            async def replay():
-                nonlocal replayed
-                if not replayed:
-                    replayed = True
-                    return {"type": "http.request", "body": body, "more_body": False}
-                return await receive()
-
-            return await self.app(scope, replay, send)
+            return await self._with_body(scope, receive, send, render)
         finally:
             budget.body_hold.reset(hold_token)
             hold.answered()  # released now, or when a job abandoned still running ends
+
+    def _before_the_body(self, scope, kind: str, length: int | None) -> OCRError | None:
+        """What refuses the request from its headers alone: no valid token (401), the token over
+        its rate (429), a declared length over the limit (413), no service yet (503)."""
+        presented = _query_key(scope) if kind == "key" else bearer_token(_header(scope, b"authorization"))
+        identity = self.context.tokens.identify(presented)
+        if identity is None:
+            return Unauthorized("Authentification error" if kind == "key" else "missing or invalid bearer token")
+        try:  # the token's rate limit, from the headers: a 429 costs no body either
+            self.context.admission.check_rate(identity)
+        except OCRError as limited:
+            return limited
+        if length is not None and length > self.max_bytes:
+            return PayloadTooLarge(f"request body of {length} bytes is over the {self.max_bytes}-byte limit")
+        if self.context.service is None:
+            return self.context.not_serving_yet()
+        return None
+
+    async def _with_body(self, scope, receive, send, render: Renderer) -> None:
+        """Read the body within its bounds, check its JSON structure, and hand it to the app."""
+        body = await self._read(receive)
+        if isinstance(body, OCRError):
+            return await self._reject(scope, receive, send, self._count(render, body))
+        if body is None:  # the client went away
+            return None
+        shape = self._json_shape(scope, body)
+        if shape is not None:
+            return await self._reject(scope, receive, send, self._count(render, shape))
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+    @staticmethod
+    def _declared_length(scope) -> int | None:
+        declared = _header(scope, b"content-length")
+        try:
+            return int(declared) if declared is not None else None
+        except ValueError:
+            return None
 
     def _protected(self, scope) -> dict[str, tuple[str, Renderer]]:
         """The body-taking routes and how each authenticates and answers: every ``EnvelopeRoute``

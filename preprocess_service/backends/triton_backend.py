@@ -331,6 +331,23 @@ class TritonBackend(InferenceBackend):
             key = (model, name)
             self._out_ratio[key] = max(self._out_ratio.get(key, 0.0), arr.nbytes / in_bytes)
 
+    @staticmethod
+    def _shm_tensors(region: Region, layout, arrays: dict[str, np.ndarray], outputs: list[str]) -> tuple[list, list]:
+        """The call's inputs and requested outputs, each naming its place in ``region``."""
+        infer_inputs = []
+        for name, arr in arrays.items():
+            offset, nbytes = layout.inputs[name]
+            t = httpclient.InferInput(name, list(arr.shape), np_to_triton_dtype(arr.dtype))
+            t.set_shared_memory(region.name, nbytes, offset)
+            infer_inputs.append(t)
+        requested = []
+        for name in outputs:
+            offset, nbytes = layout.outputs[name]
+            o = httpclient.InferRequestedOutput(name)
+            o.set_shared_memory(region.name, nbytes, offset)
+            requested.append(o)
+        return infer_inputs, requested
+
     async def _run_shm(self, model: str, arrays: dict[str, np.ndarray], outputs: list[str],
                        region: Region) -> dict[str, np.ndarray] | None:
         """The call through ``region``; None when it does not fit (the caller uses the network).
@@ -347,18 +364,7 @@ class TritonBackend(InferenceBackend):
                 self.shm_stats["too_big"] += 1
                 return None
             region.write(layout, arrays)
-            infer_inputs = []
-            for name, arr in arrays.items():
-                offset, nbytes = layout.inputs[name]
-                t = httpclient.InferInput(name, list(arr.shape), np_to_triton_dtype(arr.dtype))
-                t.set_shared_memory(region.name, nbytes, offset)
-                infer_inputs.append(t)
-            requested = []
-            for name in outputs:
-                offset, nbytes = layout.outputs[name]
-                o = httpclient.InferRequestedOutput(name)
-                o.set_shared_memory(region.name, nbytes, offset)
-                requested.append(o)
+            infer_inputs, requested = self._shm_tensors(region, layout, arrays, outputs)
             generation = self._generation
             for attempt in (0, 1):
                 settled = False
@@ -385,8 +391,7 @@ class TritonBackend(InferenceBackend):
                 desc = result.get_output(name)
                 if desc is None:
                     raise BackendError(f"the inference server did not return {name} of model {model}")
-                offset, _ = layout.outputs[name]
-                out[name] = region.read(offset, triton_to_np_dtype(desc["datatype"]), desc["shape"])
+                out[name] = region.read(layout.outputs[name][0], triton_to_np_dtype(desc["datatype"]), desc["shape"])
             self._learn(model, arrays, out)
             return out
         finally:

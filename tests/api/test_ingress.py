@@ -199,3 +199,17 @@ async def test_the_gate_takes_its_routes_from_the_route_table(make_app):
     assert {path: auth for path, (auth, _) in table.items()} == {
         "/v1/ocr": "bearer", "/v1/ocr/batch": "bearer", "/v1/ocr/upload": "bearer", "/ocr": "bearer",
         "/image_label": "key"}
+
+
+async def test_a_request_refused_before_routing_is_counted_under_its_route(make_app):
+    """A 401 from the gate never reaches the router, yet its metrics and access line name the
+    route (a known path), not "unmatched"; an unknown path stays "unmatched"."""
+    app = make_app()
+    async with app.router.lifespan_context(app):
+        http = Api(app).http
+        assert (await http.post("/v1/ocr", json={"image": "x"}, headers=NO_TOKEN)).status_code == 401
+        assert (await http.post("/no/such/path", json={}, headers=NO_TOKEN)).status_code == 404
+        text = (await http.get("/metrics")).text
+    refused = [ln for ln in text.splitlines() if ln.startswith("ocr_http_requests_total{") and 'code="401"' in ln]
+    assert any('route="/v1/ocr"' in ln for ln in refused), refused
+    assert "/no/such/path" not in text

@@ -119,3 +119,14 @@ def test_the_api_asks_the_backend_whether_it_is_remote():
     for path in (PACKAGE / "api").rglob("*.py"):
         text = path.read_text()
         assert '== "triton"' not in text and '!= "triton"' not in text, path.name
+
+
+def test_no_function_of_the_service_is_over_sixty_lines():
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1  # type: ignore[operator]
+                if lines > 60:
+                    long.append(f"{path.relative_to(PACKAGE)}:{node.name} ({lines})")
+    assert long == []
