@@ -1507,3 +1507,23 @@ def test_keda_can_scale_triton_on_its_queue_time(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "cannot both be on" in render_fails([*VALUE_SETS["triton-keda"], "--set", "triton.autoscaling.enabled=true"])
     assert "serverAddress is required" in render_fails(["--set", "backend=triton,triton.autoscaling.keda.enabled=true"])
+
+
+def test_the_charts_model_sets_are_the_services():
+    """The chart's list of model sets (the schema's enum of config.modelSet and triton.extraModelSets)
+    is the service's registry (preprocess_service/model_sets.py), in the same order."""
+    from preprocess_service.model_sets import MODEL_SETS
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    config = schema["properties"]["config"]["properties"]["modelSet"]["enum"]
+    assert config == list(MODEL_SETS)
+    extra = schema["properties"]["triton"]["properties"]["extraModelSets"]
+    assert extra["items"]["enum"] == list(MODEL_SETS), extra
+    # _helpers.tpl: each set's folders (the models Triton loads), and the CPU-only sets that become
+    # the float set on GPUs
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    folders = dict(re.findall(r'"([\w]+)" \(list ("[\w]+"(?: "[\w]+")*)\)', helpers))
+    assert {k: v.replace('"', "").split() for k, v in folders.items()} == {
+        name: [ms.det, ms.rec, *([ms.cls] if ms.cls else [])] for name, ms in MODEL_SETS.items()}
+    cpu_only = {tuple(m.replace('"', "").split()) for m in re.findall(r'\(has [^(]+\(list ("[\w]+"(?: "[\w]+")*)\)\)', helpers)}
+    assert cpu_only == {tuple(name for name, ms in MODEL_SETS.items() if ms.cpu_only)}, cpu_only
