@@ -17,8 +17,8 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto, helper
 
-ARGMAX = "ctc_argmax"
-MAX_PROB = "ctc_max_prob"
+from preprocess_service.tensors import CTC_ARGMAX as ARGMAX
+from preprocess_service.tensors import CTC_MAX_PROB as MAX_PROB
 
 
 def _opset(model: onnx.ModelProto) -> int:

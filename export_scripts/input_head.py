@@ -27,9 +27,9 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto, helper
 
+from preprocess_service.tensors import PROB_U8, VALID_WIDTH
+
 INPUT = "x"
-VALID_WIDTH = "valid_width"
-PROB_U8 = "prob_u8"
 
 
 def serve_ready(model_bytes: bytes, kind: str, spec) -> bytes:

@@ -83,6 +83,7 @@ import numpy as np
 from evaluation.rule import MAX_MEAN_CER_RISE, MAX_OVERALL_CER_RISE
 from export_scripts import fetch_models, input_head
 from export_scripts.fetch_models import FetchError, sha256_file
+from preprocess_service.tensors import CTC_ARGMAX, CTC_MAX_PROB, PROB_U8
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACT = ROOT / "docs" / "artifacts" / "int8.json"
@@ -514,9 +515,9 @@ def model_latency(pipes: dict[str, object], page: np.ndarray, runs: int) -> dict
         batch = recognition.plan_batches(crops, p.rec, 2, uint8=p._lean(p.rec.name))[0]
         det_io, rec_io = p.backend.io(p.det.name), p.backend.io(p.rec.name)
         jobs.append((name, "det", p, p.det.name, {det_io.inputs[0]: det_in.tensor},
-                     ["prob_u8"] if "prob_u8" in det_io.outputs else [det_io.outputs[0]]))
+                     [PROB_U8] if PROB_U8 in det_io.outputs else [det_io.outputs[0]]))
         jobs.append((name, "rec", p, p.rec.name, p._inputs(rec_io, batch.tensor, batch.widths),
-                     ["ctc_argmax", "ctc_max_prob"] if "ctc_argmax" in rec_io.outputs else [rec_io.outputs[0]]))
+                     [CTC_ARGMAX, CTC_MAX_PROB] if CTC_ARGMAX in rec_io.outputs else [rec_io.outputs[0]]))
     for _ in range(runs):
         for name, kind, p, model, inputs, outputs in jobs:
             t = time.perf_counter()

@@ -18,15 +18,10 @@ from .model_spec import ClsSpec, DetSpec, RecSpec, load_spec
 from .options import Options, RequestOptions, resolve
 from .settings import Settings
 from .stages import classification, crop, detection, recognition
+from .tensors import CTC_ARGMAX, CTC_MAX_PROB, PROB_U8, VALID_WIDTH
 
-# Outputs of the greedy-CTC head that export_scripts/ctc_head.py appends to recognition models.
-CTC_ARGMAX = "ctc_argmax"
-CTC_MAX_PROB = "ctc_max_prob"
-# The uint8 input head of export_scripts/input_head.py: the detection map as uint8, and the valid
-# width of each padded row of a recognition or orientation batch. A model that has them takes
-# uint8 NHWC images (a quarter of the bytes of float32 CHW on the Triton hop).
-PROB_U8 = "prob_u8"
-VALID_WIDTH = "valid_width"
+# The served models' own tensors (tensors.py): imported here by name, for the pipeline's readers.
+__all__ = ["CTC_ARGMAX", "CTC_MAX_PROB", "PROB_U8", "VALID_WIDTH", "Pipeline", "PipelineResult", "TextLine"]
 
 
 @dataclass

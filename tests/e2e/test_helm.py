@@ -1509,7 +1509,7 @@ def test_keda_can_scale_triton_on_its_queue_time(tmp_path):
     assert "serverAddress is required" in render_fails(["--set", "backend=triton,triton.autoscaling.keda.enabled=true"])
 
 
-def test_the_charts_model_sets_are_the_services():
+def test_the_charts_model_set_lists_are_the_registrys():
     """The chart's list of model sets (the schema's enum of config.modelSet and triton.extraModelSets)
     is the service's registry (preprocess_service/model_sets.py), in the same order."""
     from preprocess_service.model_sets import MODEL_SETS
