@@ -14,9 +14,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def commit() -> str:
-    """HEAD, with ``-dirty`` when tracked files differ from it (the figures are then not HEAD's)."""
+    """HEAD, with ``-dirty`` when tracked files other than the artifacts differ from it (the
+    figures are then not HEAD's code; artifacts written by earlier measurements do not count)."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=ROOT).returncode != 0
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", ".", ":(exclude)docs/artifacts"],
+                           cwd=ROOT).returncode != 0
     return (head or "unknown") + ("-dirty" if dirty else "")
 
 
