@@ -10,6 +10,7 @@ import os
 import select
 import socket
 import struct
+import subprocess
 import threading
 import time
 import zlib
@@ -328,36 +329,47 @@ class TrickleServer:
                 return
 
 
+_POLL = r"""
+import json, sys, threading, time
+import httpx
+url, every = sys.argv[1], float(sys.argv[2])
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+latencies, failures = [], []
+with httpx.Client(base_url=url, timeout=5.0) as client:
+    while not stop.is_set():
+        t = time.monotonic()
+        try:
+            r = client.get("/healthz")
+            if r.status_code != 200:
+                failures.append(str(r.status_code))
+        except Exception as exc:
+            failures.append(type(exc).__name__)
+        latencies.append(time.monotonic() - t)
+        stop.wait(every)
+print(json.dumps({"latencies": latencies, "failures": failures}))
+"""
+
+
 class HealthPoller:
-    """GET /healthz every ``every_s`` from a normal client, in a thread: the latencies seen."""
+    """GET /healthz every ``every_s`` from a normal client in a process of its own (what it
+    measures is the server, not the test process's own threads): the latencies seen."""
 
-    def __init__(self, url: str, every_s: float = 0.05, timeout_s: float = 5.0):
-        import httpx
+    def __init__(self, url: str, every_s: float = 0.05):
+        import sys
 
-        self._client = httpx.Client(base_url=url, timeout=timeout_s)
-        self.every_s = every_s
+        self._cmd = [sys.executable, "-c", _POLL, url, str(every_s)]
+        self._proc: subprocess.Popen | None = None
         self.latencies: list[float] = []
         self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            t = time.monotonic()
-            try:
-                r = self._client.get("/healthz")
-                if r.status_code != 200:
-                    self.failures.append(str(r.status_code))
-            except Exception as exc:  # noqa: BLE001 - any failure is a finding
-                self.failures.append(type(exc).__name__)
-            self.latencies.append(time.monotonic() - t)
-            self._stop.wait(self.every_s)
 
     def __enter__(self) -> HealthPoller:
-        self._thread.start()
+        self._proc = subprocess.Popen(self._cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        time.sleep(0.3)  # the poller is up and polling before the attack starts
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self._client.close()
+        assert self._proc is not None
+        out, _ = self._proc.communicate("", timeout=30)
+        got = json.loads(out.strip().splitlines()[-1])
+        self.latencies, self.failures = got["latencies"], got["failures"]
