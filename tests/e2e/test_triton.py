@@ -208,7 +208,10 @@ def test_an_error_answer_is_a_502_and_a_refused_connection_is_retried_then_a_503
     from preprocess_service.backends.triton_backend import TritonBackend
     from preprocess_service.errors import BackendError, BackendUnavailable
 
-    det = next(m for m in MODELS if m.endswith("_det"))
+    from preprocess_service.model_sets import DEFAULT_MODEL_SET, MODEL_SETS
+
+    det = MODEL_SETS[DEFAULT_MODEL_SET].det
+    assert det in MODELS
 
     async def malformed():
         backend = TritonBackend(f"127.0.0.1:{triton.http_port}", timeout_s=10, retries=2)
