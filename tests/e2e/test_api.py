@@ -75,8 +75,9 @@ def test_per_request_options(client, eval_dir):
     strict = _ocr(client, data, rec_score_thresh=thresh).json()
     assert 0 < len(strict["lines"]) < len(PHOTOTEST)
     assert all(ln["confidence"] >= thresh for ln in strict["lines"])
-    small = _ocr(client, data, det_limit_side_len=64).json()  # far too small to read
-    assert small["text"] != "\n".join(PHOTOTEST)
+    full = _ocr(client, data).json()
+    small = _ocr(client, data, det_limit_side_len=64).json()  # far too small to find the lines
+    assert len(small["lines"]) < len(full["lines"]) // 2, (len(small["lines"]), len(full["lines"]))
 
 
 def test_textline_orientation_turns_upside_down_lines(client):
@@ -153,7 +154,7 @@ def test_invalid_json(client):
 def test_error_messages_do_not_echo_input(client):
     secret_looking = "c2VjcmV0LXZhbHVl" * 4 + "!"
     r = client.post("/v1/ocr", json={"image": secret_looking, "det_thresh": "c2VjcmV0LXZhbHVl"})
-    assert r.status_code in (400, 422)
+    assert r.status_code == 422  # the wrong type is found before the image is looked at
     assert "c2VjcmV0LXZhbHVl" not in r.text
 
 

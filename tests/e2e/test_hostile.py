@@ -392,17 +392,24 @@ def test_large_rgba_png_over_the_budget_at_8192_is_413_at_once(main, big_b64):
 def test_four_large_rgba_pngs_at_once(main, big_b64):
     sent = f"4 concurrent /v1/ocr: the {BIG_SIDE}x{BIG_SIDE} RGBA PNG, default options"
     with case("4 four 6000x6000 PNGs at once", sent, main) as c:
+        def timed(_):
+            t0 = time.monotonic()
+            return main.post("/v1/ocr", json={"image": big_b64}), time.monotonic() - t0
+
         with ThreadPoolExecutor(4) as pool:
-            responses = list(pool.map(lambda _: main.post("/v1/ocr", json={"image": big_b64}), range(4)))
+            timed_responses = list(pool.map(timed, range(4)))
+        responses = [r for r, _ in timed_responses]
         c.saw(*(r.status_code for r in responses))
-        for r in responses:
-            assert r.status_code in (200, 503), _show(r)
+        # those the budget cannot hold at once wait for it: served, or refused only once the queue
+        # timeout (OCR_QUEUE_TIMEOUT_S, 10 s) has passed, never at once
+        for r, waited in timed_responses:
             if r.status_code == 503:
                 native_error(r, 503, "overloaded")
-                assert int(r.headers["Retry-After"]) >= 1
+                assert int(r.headers["Retry-After"]) >= 1 and waited >= 10 - 0.5, waited
             else:
+                assert r.status_code == 200, _show(r)
                 assert (r.json()["width"], r.json()["height"]) == (BIG_SIDE, BIG_SIDE)
-        assert 200 in c.statuses
+        assert sum(r.status_code == 200 for r in responses) >= 2  # one at a time, each within the wait
         time.sleep(2)
         c.row["rss_after_2s_idle_mib"] = round(rss_bytes(main.pid) / MIB, 1)
 
@@ -424,11 +431,10 @@ def test_batch_of_sixteen_large_rgba_pngs(main, big_b64):
         c.row["reserved_mib"] = round(reserved_mib, 1)
         r = main.post("/v1/ocr/batch", json=body)
         c.saw(r.status_code)
-        assert r.status_code in (200, 503), _show(r)
-        if r.status_code == 503:
-            assert r.json()["error"]["code"] in ("deadline_exceeded", "overloaded") and "Retry-After" in r.headers
-        else:
-            assert len(r.json()["results"]) == 16
+        # served, page after page within the budget, inside the default 60 s deadline (about 35 s
+        # on 2 cores)
+        assert r.status_code == 200, _show(r)
+        assert len(r.json()["results"]) == 16
 
 
 # --- 6: many large uploads, no temporary files -----------------------------------------------------

@@ -207,7 +207,6 @@ def test_an_error_answer_is_a_502_and_a_refused_connection_is_retried_then_a_503
     from preprocess_service.api.errors import status_of
     from preprocess_service.backends.triton_backend import TritonBackend
     from preprocess_service.errors import BackendError, BackendUnavailable
-
     from preprocess_service.model_sets import DEFAULT_MODEL_SET, MODEL_SETS
 
     det = MODEL_SETS[DEFAULT_MODEL_SET].det
