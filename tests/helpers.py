@@ -58,3 +58,17 @@ PHOTOTEST = [
     "jumped over the lazy fox. The quick",
     "brown dog jumped over the lazy fox.",
 ]
+
+
+def eventually(predicate, timeout_s: float, every_s: float = 0.1) -> bool:
+    """True as soon as ``predicate()`` is; False if it is not within ``timeout_s`` (a wait on a
+    condition, not a fixed sleep)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(every_s)

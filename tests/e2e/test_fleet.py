@@ -14,7 +14,7 @@ import httpx
 
 from harness.localserver import LocalServer, free_port
 from tests.conftest import MODELS, TRITON_VENV
-from tests.helpers import b64, png_bytes, render_lines
+from tests.helpers import b64, eventually, png_bytes, render_lines
 from triton_local.launch import LocalTriton
 
 TOKEN = "fleet-test-token-0123456789abcdef"
@@ -69,8 +69,7 @@ def test_a_stopped_triton_keeps_the_pod_ready_and_answers_503_until_it_is_back(t
         image = b64(png_bytes(render_lines(["triton is back"], size=36)))
         r = httpx.post(f"{srv.url}/v1/ocr", json={"image": image}, headers=AUTH, timeout=30)
         assert r.status_code == 503 and r.json()["error"]["code"] == "backend_unavailable" and r.headers["retry-after"]
-        time.sleep(1.0)
-        assert _gauge(srv.url, "ocr_backend_up") == 0
+        assert eventually(lambda: _gauge(srv.url, "ocr_backend_up") == 0, 10)  # checked every 0.5 s
         assert 'ocr_rejected_total{reason="backend_unavailable"}' in httpx.get(f"{srv.url}/metrics").text
         triton = LocalTriton(TRITON_VENV, tmp_path / "triton", http_port=http_port, grpc_port=free_port(),
                              metrics_port=free_port(), models=MODELS)
@@ -81,8 +80,7 @@ def test_a_stopped_triton_keeps_the_pod_ready_and_answers_503_until_it_is_back(t
                 time.sleep(0.5)
             r = httpx.post(f"{srv.url}/v1/ocr", json={"image": image}, headers=AUTH, timeout=60)
             assert r.status_code == 200 and r.json()["text"] == "triton is back"
-            time.sleep(1.0)
-            assert _gauge(srv.url, "ocr_backend_up") == 1
+            assert eventually(lambda: _gauge(srv.url, "ocr_backend_up") == 1, 10)
     finally:
         srv.stop()
 

@@ -113,7 +113,7 @@ def test_a_trickling_body_is_cut_at_the_total_deadline(server):
     with pytest.raises(InvalidRequest, match="took too long") as err:
         run_fetch(f"{base}/trickle-body/1000", [allowed], timeout_s=10.0, deadline_s=1.5)
     elapsed = time.monotonic() - start
-    assert 1.4 <= elapsed < 2.0, elapsed
+    assert 1.4 <= elapsed < 1.5 + 1.5, elapsed  # the deadline, plus a margin for a loaded machine
     assert 400 <= status_of(err.value) < 500 and "1.5 s" in err.value.message
 
 
