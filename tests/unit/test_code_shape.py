@@ -130,3 +130,13 @@ def test_no_function_of_the_service_is_over_sixty_lines():
                 if lines > 60:
                     long.append(f"{path.relative_to(PACKAGE)}:{node.name} ({lines})")
     assert long == []
+
+
+def test_the_unit_tier_starts_no_server_and_no_service_process():
+    """tests/unit runs functions and modules in-process: a test that starts the service, a local
+    HTTP server or a subprocess of Python belongs in tests/e2e (docs/testing.md)."""
+    unit = PACKAGE.parent / "tests" / "unit"
+    starts = ("HTTPServer", "serve_forever", "LocalServer", "LocalTriton", "sys.executable", "Popen(")
+    offenders = [f"{p.name}: {word}" for p in sorted(unit.glob("test_*.py")) for word in starts
+                 if word in p.read_text() and p.name != "test_code_shape.py"]
+    assert offenders == []
