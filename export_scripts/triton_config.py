@@ -572,9 +572,9 @@ def write_repository(repository: Path, names: list[str], options: ConfigOptions 
                      check: bool = False, kinds: dict[str, str] | None = None) -> list[str]:
     """(Re)write ``config.pbtxt`` and, but for CPU-only folders, ``configs/gpu.pbtxt`` of the
     named folders; returns those that changed (or, with ``check``, that would change).
-    ``kinds``: folder -> det/rec/cls (default: fetch_models' catalogue)."""
+    ``kinds``: folder -> det/rec/cls (default: the catalogue, export_scripts/catalogue.py)."""
     if kinds is None:
-        from export_scripts.fetch_models import MODELS
+        from export_scripts.catalogue import MODELS
 
         kinds = {n: m.kind for n, m in MODELS.items()}
     changed = []
@@ -599,7 +599,7 @@ def repository_kinds() -> dict[str, str]:
     """Every folder the project serves -> its kind: the published models, the INT8 and the FP16
     folders built from them."""
     from export_scripts import fp16, quantize
-    from export_scripts.fetch_models import MODELS
+    from export_scripts.catalogue import MODELS
 
     kinds = {n: m.kind for n, m in MODELS.items()}
     kinds |= {n: t.kind for n, t in quantize.TARGETS.items()}

@@ -140,3 +140,19 @@ def test_the_unit_tier_starts_no_server_and_no_service_process():
     offenders = [f"{p.name}: {word}" for p in sorted(unit.glob("test_*.py")) for word in starts
                  if word in p.read_text() and p.name != "test_code_shape.py"]
     assert offenders == []
+
+
+def test_export_scripts_read_one_catalogue():
+    """The published models are described once (export_scripts/catalogue.py, which imports none of
+    its readers); triton_config reads the catalogue, not fetch_models (which imports triton_config);
+    no export script has an import statement of bench."""
+    root = PACKAGE.parent / "export_scripts"
+    catalogue = ast.parse((root / "catalogue.py").read_text())
+    assert not [n for n in ast.walk(catalogue) if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("export_scripts")]
+    for path in root.glob("*.py"):
+        text = path.read_text()
+        modules = {n.module or "" for n in ast.walk(ast.parse(text)) if isinstance(n, ast.ImportFrom)}
+        modules |= {a.name for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Import) for a in n.names}
+        assert not any(m == "bench" or m.startswith("bench.") for m in modules), path.name
+        if path.name == "triton_config.py":
+            assert "export_scripts.fetch_models" not in modules, "triton_config imports fetch_models: a cycle"
