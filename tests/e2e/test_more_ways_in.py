@@ -6,6 +6,7 @@ import base64
 import io
 import json
 
+import httpx
 from PIL import Image
 
 from tests.helpers import b64, pdf_bytes, png_bytes, render_lines
@@ -60,3 +61,22 @@ def test_visualize_returns_a_jpeg_of_the_image(client, eval_dir):
     assert im.format == "JPEG" and im.size == (320, 180)
     plain = client.post("/v1/ocr", json={"image": b64((eval_dir / "tjs_simple.png").read_bytes())}).json()
     assert plain["visualization"] is None
+
+
+def test_the_openvino_backend_serves_over_http(tmp_path):
+    """OCR_BACKEND=openvino through the real HTTP service: ready, a rendered line read right, and
+    the answer names the backend and the device every model ran on."""
+    from harness.localserver import LocalServer
+
+    token = "openvino-http-token-0123456789"
+    env = {"OCR_API_TOKENS": token, "OCR_BACKEND": "openvino", "OCR_MODEL_SET": "ppocrv6_small"}
+    with LocalServer(env, log_path=tmp_path / "openvino.log") as srv:
+        image = b64(png_bytes(render_lines(["OpenVINO over HTTP"], size=34)))
+        r = httpx.post(f"{srv.url}/v1/ocr", json={"image": image}, headers={"Authorization": f"Bearer {token}"},
+                       timeout=120)
+        assert r.status_code == 200, r.text[:300]
+        body = r.json()
+        assert body["text"] == "OpenVINO over HTTP"
+        assert body["model"]["backend"] == "openvino"
+        assert all(v.startswith("CPU") or "openvino" in v.lower() for v in body["model"]["execution_providers"].values()), body
+        assert httpx.get(f"{srv.url}/readyz").json()["backend"] == "openvino"
