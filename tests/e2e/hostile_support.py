@@ -330,9 +330,13 @@ class TrickleServer:
 
 
 _POLL = r"""
-import json, sys, threading, time
+import json, os, sys, threading, time
 import httpx
 url, every = sys.argv[1], float(sys.argv[2])
+try:  # a normal client that gets the CPU when it asks: what it times is the server's answer
+    os.nice(-5)
+except OSError:
+    pass
 stop = threading.Event()
 threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
 latencies, failures = [], []
