@@ -663,19 +663,11 @@ DEFAULT_SET_ARTIFACTS = ("api-example.json", "hostile.json", "memory-costs.json"
                          "setup-footprint.json", "triton-balance.json", "batcher.json")
 
 
-def default_model_set(root: Path) -> str:
-    text = (root / "preprocess_service" / "model_sets.py").read_text(encoding="utf-8")
-    m = re.search(r'^DEFAULT_MODEL_SET = "([\w.-]+)"', text, re.M)
-    if not m:
-        raise ValueError("preprocess_service/model_sets.py names no DEFAULT_MODEL_SET")
-    return m.group(1)
-
-
 def provenance_problems(root: Path) -> list[str]:
     """An artifact of DEFAULT_SET_ARTIFACTS that lacks its commit or model set, or was measured with
     another model set than the default the docs describe; any other artifact that records one
     string model set must record the default too."""
-    default = default_model_set(root)
+    from preprocess_service.model_sets import DEFAULT_MODEL_SET as default  # no imports beyond the stdlib
     problems = []
     for path in sorted((root / ARTIFACTS).glob("*.json")):
         doc = json.loads(path.read_text(encoding="utf-8"))

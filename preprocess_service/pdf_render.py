@@ -49,6 +49,11 @@ def new_key() -> int:
     return next(_KEYS)
 
 
+def _open_task(data: bytes) -> dict:
+    """Open a PDF: it may allocate the fixed allowance and four times its own size."""
+    return {"op": "open", "allow": PDF_WORKER_FIXED_BYTES + 4 * len(data)}
+
+
 class _Overrun(Exception):
     """The worker did not answer in time, died, or ran out of its memory allowance."""
 
@@ -78,7 +83,7 @@ class _Worker:
 
     def receive(self, until: float) -> tuple[dict, int]:
         """The answer's header, and the length of the payload that follows it."""
-        size = int.from_bytes(self.read(HEADER.size, until), "big")
+        (size,) = HEADER.unpack(self.read(HEADER.size, until))
         header = json.loads(self.read(size, until))
         (length,) = PAYLOAD.unpack(self.read(PAYLOAD.size, until))
         return header, length
@@ -147,8 +152,7 @@ class PdfWorkers:
     def open(self, data: bytes) -> Opened:
         """Open a PDF and size its pages (in points), in a worker that keeps it open for rendering."""
         key = new_key()
-        allow = PDF_WORKER_FIXED_BYTES + 4 * len(data)
-        answer, _ = self._task(key, data, {"op": "open", "allow": allow}, what="opening the PDF")
+        answer, _ = self._task(key, data, _open_task(data), what="opening the PDF")
         return Opened(key, tuple((float(w), float(h)) for w, h in answer["sizes"]))
 
     def render(self, key: int, data: bytes, index: int, scale: float, size: tuple[int, int]) -> np.ndarray:
@@ -197,15 +201,11 @@ class PdfWorkers:
         worker = self._acquire(key, deadline)
         healthy = False
         try:
-            if worker.key != key and task["op"] != "open":
-                self._call(worker, {"op": "open", "allow": PDF_WORKER_FIXED_BYTES + 4 * len(data)}, data, until)
-                worker.key = key
-            if task["op"] == "open":
+            if task["op"] == "open" or worker.key != key:  # the document goes to this worker first
                 worker.key = None
-                answer, result = self._call(worker, task, data, until)
+                opened = self._call(worker, _open_task(data), data, until)
                 worker.key = key
-            else:
-                answer, result = self._call(worker, task, b"", until)
+            answer, result = opened if task["op"] == "open" else self._call(worker, task, b"", until)
             healthy = True
             return answer, result
         except TimeoutError:

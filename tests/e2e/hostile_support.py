@@ -372,6 +372,7 @@ class HealthPoller:
     def __init__(self, url: str, every_s: float = 0.05):
         import sys
 
+        self.url = url
         self._cmd = [sys.executable, "-c", _POLL, url, str(every_s)]
         self._proc: subprocess.Popen | None = None
         self.latencies: list[float] = []
@@ -389,5 +390,5 @@ class HealthPoller:
         out, _ = self._proc.communicate("", timeout=30)
         got = json.loads(out.strip().splitlines()[-1])
         if not got["latencies"]:  # an attack shorter than one poll: poll once more, now
-            got["latencies"] = [_one_poll(self._cmd[3])]
+            got["latencies"] = [_one_poll(self.url)]
         self.latencies, self.failures = got["latencies"], got["failures"]
